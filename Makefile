@@ -1,0 +1,82 @@
+# corral build.  `make` builds into build/bin/; `make check` runs every test;
+# `make asan` runs them under ASan+UBSan; `make bench` runs the benchmarks.
+
+CC ?= gcc
+BUILD ?= build
+SANITIZE ?=
+CFLAGS ?= -O2 -g
+WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation
+CPPFLAGS += -Iinclude -D_FORTIFY_SOURCE=2
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -fstack-protector-strong -fPIE
+LIBS := -lseccomp -ljansson
+LDFLAGS += -pie -Wl,-z,relro,-z,now
+
+ifeq ($(SANITIZE),1)
+  BUILD := build/asan
+  ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=address,undefined
+  CPPFLAGS := $(filter-out -D_FORTIFY_SOURCE=2,$(CPPFLAGS))
+endif
+
+LIB_SRC := $(sort $(wildcard src/lib/*/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_SRC := $(sort $(wildcard src/cli/*.c))
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+HEADERS := $(wildcard include/corral/*.h src/lib/*/*.h src/cli/*.h)
+PYTEST := /usr/bin/python3 -m pytest
+
+.PHONY: all check asan bench fuzz clean unit e2e escape tests-build
+all: $(BUILD)/bin/corral $(BUILD)/lib/libcorral.a
+
+$(BUILD)/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/lib/libcorral.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/bin/corral: $(CLI_OBJ) $(BUILD)/lib/libcorral.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LIBS) -o $@
+
+$(BUILD)/tests/unit/%: tests/unit/%.c tests/unit/tap.h $(BUILD)/lib/libcorral.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Isrc/lib $(ALL_CFLAGS) $(LDFLAGS) $< $(BUILD)/lib/libcorral.a $(LIBS) -o $@
+
+# The escape suite runs inside sandboxes whose root may not hold our libc:
+# link it statically.  No sanitizers: it runs under seccomp.
+$(BUILD)/tests/escape/escape: tests/escape/escape.c
+	@mkdir -p $(dir $@)
+	gcc -std=gnu11 -O1 -g -Wall -Wextra -Werror -static $< -o $@
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) -Isrc/lib -Wall -Wextra -Werror $< $(LIB_SRC) $(LIBS) -o $@
+
+tests-build: all $(UNIT_BIN) $(BUILD)/tests/escape/escape
+
+unit: tests-build
+	prove -f $(UNIT_BIN)
+
+e2e escape: tests-build
+	CORRAL_BUILD=$(BUILD) $(PYTEST) -q tests/e2e
+
+check: tests-build
+	CORRAL_BUILD=$(BUILD) tests/run-all.sh
+
+asan:
+	$(MAKE) check SANITIZE=1
+
+fuzz: $(FUZZ_BIN)
+	tests/fuzz/run.sh $(BUILD)/fuzz $(or $(FUZZ_SECONDS),60)
+
+bench: all
+	/usr/bin/python3 bench/bench.py --corral $(BUILD)/bin/corral
+
+clean:
+	rm -rf build

@@ -1,0 +1,251 @@
+/* `corral run` and `corral gc`. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <corral/run.h>
+#include "cli.h"
+
+static const char run_usage[] =
+  "usage: corral run [OPTIONS] -- COMMAND [ARG...]\n\n"
+  "  --rootfs DIR          use DIR as the root filesystem (default: the host's /usr, read-only)\n"
+  "  --root                run as root inside the sandbox (uid 0 of its own user namespace)\n"
+  "  --memory SIZE         memory limit, no swap (default 1G; 0 = none)\n"
+  "  --cpus N              CPU quota, fractional (e.g. 0.5)\n"
+  "  --pids N              process limit (default 1024; 0 = none)\n"
+  "  --disk SIZE           size of /tmp and of /home/user each (default 512M)\n"
+  "  --timeout DURATION    wall-clock limit (10, 1.5, 500ms, 2m); exit code 124\n"
+  "  --cpu-time SECONDS    CPU-time limit per process (RLIMIT_CPU)\n"
+  "  --env K=V             set an environment variable (repeatable)\n"
+  "  --workdir DIR         working directory inside (default /home/user)\n"
+  "  --bind SRC:DST[:ro]   bind a host path into the sandbox (repeatable)\n"
+  "  --network none        network mode (only `none`: loopback only)\n"
+  "  --hostname NAME       host name inside (default corral)\n"
+  "  --result FILE|-       write a JSON result record to FILE (or stderr)\n";
+
+enum { OPT_ROOTFS = 256, OPT_ROOT, OPT_MEMORY, OPT_CPUS, OPT_PIDS, OPT_DISK, OPT_TIMEOUT, OPT_CPU_TIME,
+       OPT_ENV, OPT_WORKDIR, OPT_BIND, OPT_NETWORK, OPT_HOSTNAME, OPT_RESULT, OPT_HELP };
+
+static const struct option run_options[] = {
+  { "rootfs", required_argument, NULL, OPT_ROOTFS }, { "root", no_argument, NULL, OPT_ROOT },
+  { "memory", required_argument, NULL, OPT_MEMORY }, { "cpus", required_argument, NULL, OPT_CPUS },
+  { "pids", required_argument, NULL, OPT_PIDS }, { "disk", required_argument, NULL, OPT_DISK },
+  { "timeout", required_argument, NULL, OPT_TIMEOUT }, { "cpu-time", required_argument, NULL, OPT_CPU_TIME },
+  { "env", required_argument, NULL, OPT_ENV }, { "workdir", required_argument, NULL, OPT_WORKDIR },
+  { "bind", required_argument, NULL, OPT_BIND }, { "network", required_argument, NULL, OPT_NETWORK },
+  { "hostname", required_argument, NULL, OPT_HOSTNAME }, { "result", required_argument, NULL, OPT_RESULT },
+  { "help", no_argument, NULL, OPT_HELP }, { NULL, 0, NULL, 0 }
+};
+
+static int signal_pipe[2] = { -1, -1 };
+
+static void on_signal(int sig)
+{
+  unsigned char b = (unsigned char) sig;
+  int saved = errno;
+  if (write(signal_pipe[1], &b, 1) < 0)
+    {
+    }
+  errno = saved;
+}
+
+static void install_forwarding(corral_config_t *cfg)
+{
+  static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+  struct sigaction sa;
+  if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+    return;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART;
+  for (size_t i = 0; i < sizeof(sigs) / sizeof(*sigs); i++)
+    sigaction(sigs[i], &sa, NULL);
+  cfg->signal_fd = signal_pipe[0];
+}
+
+static int parse_count(const char *s, uint64_t *out, corral_error_t *err)
+{
+  char *end;
+  errno = 0;
+  if (s[0] < '0' || s[0] > '9')
+    return corral_error_set(err, EINVAL, "invalid number `%s`", s);
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || *end || v > 4194304)
+    return corral_error_set(err, EINVAL, "invalid number `%s` (0 to 4194304)", s);
+  *out = v;
+  return 0;
+}
+
+static int set_path(char **field, const char *value, const char *what, corral_error_t *err)
+{
+  char *p = value[0] == '/' || strcmp(what, "rootfs") != 0 ? strdup(value) : realpath(value, NULL);
+  if (p == NULL)
+    return corral_error_set(err, errno, "%s `%s`", what, value);
+  free(*field);
+  *field = p;
+  return 0;
+}
+
+static int add_bind(corral_config_t *cfg, const char *arg, corral_error_t *err)
+{
+  corral_bind_t b;
+  if (cfg->n_binds >= CORRAL_MAX_BINDS)
+    return corral_error_set(err, E2BIG, "too many --bind options (at most %d)", CORRAL_MAX_BINDS);
+  if (corral_parse_bind(arg, &b, err) < 0)
+    return -1;
+  if (b.src[0] != '/')
+    {
+      char *abs = realpath(b.src, NULL);
+      if (abs == NULL)
+        {
+          int e = errno;
+          free(b.src);
+          free(b.dst);
+          return corral_error_set(err, e, "bind source `%s`", arg);
+        }
+      free(b.src);
+      b.src = abs;
+    }
+  cfg->binds[cfg->n_binds++] = b;
+  return 0;
+}
+
+static int add_env(corral_config_t *cfg, const char *arg, corral_error_t *err)
+{
+  size_t n = 0;
+  if (corral_parse_env(arg, err) < 0)
+    return -1;
+  while (cfg->env[n])
+    n++;
+  if (n >= CORRAL_MAX_ENV)
+    return corral_error_set(err, E2BIG, "too many --env options (at most %d)", CORRAL_MAX_ENV);
+  if ((cfg->env[n] = strdup(arg)) == NULL)
+    return corral_error_set(err, ENOMEM, "--env");
+  cfg->env[n + 1] = NULL;
+  return 0;
+}
+
+static int parse_option(corral_config_t *cfg, int opt, const char *arg, const char **result, corral_error_t *err)
+{
+  uint64_t v;
+  switch (opt)
+    {
+    case OPT_ROOTFS: return set_path(&cfg->rootfs, arg, "rootfs", err);
+    case OPT_ROOT: cfg->as_root = true; return 0;
+    case OPT_MEMORY: return corral_parse_size(arg, &cfg->memory_bytes, err);
+    case OPT_CPUS: return corral_parse_cpus(arg, &cfg->cpu_millis, err);
+    case OPT_PIDS: return parse_count(arg, &cfg->pids, err);
+    case OPT_DISK: return corral_parse_size(arg, &cfg->disk_bytes, err);
+    case OPT_TIMEOUT:
+      if (corral_parse_duration_ms(arg, &cfg->timeout_ms, err) < 0)
+        return -1;
+      return cfg->timeout_ms ? 0 : corral_error_set(err, EINVAL, "--timeout must be more than 0");
+    case OPT_CPU_TIME:
+      if (corral_parse_duration_ms(arg, &v, err) < 0)
+        return -1;
+      cfg->cpu_time_s = (v + 999) / 1000;
+      return cfg->cpu_time_s ? 0 : corral_error_set(err, EINVAL, "--cpu-time must be more than 0");
+    case OPT_ENV: return add_env(cfg, arg, err);
+    case OPT_WORKDIR: return set_path(&cfg->workdir, arg, "workdir", err);
+    case OPT_BIND: return add_bind(cfg, arg, err);
+    case OPT_NETWORK:
+      if (strcmp(arg, "none") == 0)
+        return 0;
+      return corral_error_set(err, ENOTSUP, "--network `%s` is not supported (available: none)", arg);
+    case OPT_HOSTNAME: return set_path(&cfg->hostname, arg, "hostname", err);
+    case OPT_RESULT: *result = arg; return 0;
+    default: return corral_error_set(err, EINVAL, "unknown option (see corral run --help)");
+    }
+}
+
+static void write_result(const char *dest, const corral_result_t *res)
+{
+  char *json = corral_result_to_json(res);
+  if (json == NULL)
+    return;
+  if (strcmp(dest, "-") == 0)
+    fprintf(stderr, "%s\n", json);
+  else
+    {
+      FILE *f = fopen(dest, "we");
+      if (f == NULL)
+        fprintf(stderr, "corral: cannot write result to `%s`: %s\n", dest, strerror(errno));
+      else
+        {
+          fprintf(f, "%s\n", json);
+          fclose(f);
+        }
+    }
+  free(json);
+}
+
+int corral_cli_run(int argc, char **argv)
+{
+  corral_config_t cfg;
+  corral_result_t res;
+  corral_error_t err = NULL;
+  const char *result = NULL;
+  int opt, code;
+
+  corral_config_init(&cfg);
+  opterr = 0;
+  while ((opt = getopt_long(argc, argv, "+h", run_options, NULL)) != -1)
+    {
+      if (opt == 'h' || opt == OPT_HELP)
+        {
+          fputs(run_usage, stdout);
+          corral_config_release(&cfg);
+          return 0;
+        }
+      if (opt == '?' || opt == ':')
+        {
+          fprintf(stderr, "corral: unknown option or missing value: `%s` (see corral run --help)\n",
+                  argv[optind - 1]);
+          corral_config_release(&cfg);
+          return 125;
+        }
+      if (parse_option(&cfg, opt, optarg, &result, &err) < 0)
+        {
+          fprintf(stderr, "corral: %s\n", corral_error_message(err));
+          corral_error_release(&err);
+          corral_config_release(&cfg);
+          return 125;
+        }
+    }
+  cfg.argv = argv + optind;
+  install_forwarding(&cfg);
+  if (corral_run(&cfg, &res, &err) < 0)
+    fprintf(stderr, "corral: %s\n", corral_error_message(err));
+  if (result)
+    write_result(result, &res);
+  code = corral_result_exit_code(&res);
+  corral_error_release(&err);
+  corral_config_release(&cfg);
+  return code;
+}
+
+int corral_cli_gc(int argc, char **argv)
+{
+  corral_error_t err = NULL;
+  (void) argv;
+  if (argc > 1)
+    {
+      fprintf(stderr, "corral: gc takes no arguments\n");
+      return 125;
+    }
+  int n = corral_gc(&err);
+  if (n < 0)
+    {
+      fprintf(stderr, "corral: gc: %s\n", corral_error_message(err));
+      corral_error_release(&err);
+      return 125;
+    }
+  printf("removed %d stale cgroup%s\n", n, n == 1 ? "" : "s");
+  return 0;
+}

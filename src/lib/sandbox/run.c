@@ -1,0 +1,531 @@
+/* corral_run(): build a sandbox, run one command in it, account for it.
+ *
+ * Three processes take part:
+ *  - the supervisor (the caller, host root): creates the cgroup and the id
+ *    range, clones PID 1, writes its id maps, enforces the wall clock and
+ *    collects the result;
+ *  - the sandbox's PID 1 (corral code, root in the user namespace only):
+ *    builds the filesystem, then drops every privilege itself and only
+ *    reaps and forwards signals.  When it exits the kernel kills every
+ *    process left in the PID namespace, so nothing a command started can
+ *    outlive it;
+ *  - the command: locks itself down (rlimits, setsid, fds, ids,
+ *    capabilities, no_new_privs, Landlock, seccomp) and execs.
+ * The supervisor and PID 1 talk over a SOCK_SEQPACKET pair: one message per
+ * event, and EOF when PID 1 dies. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <corral/run.h>
+#include "../common/utils.h"
+#include "../isolate/isolate.h"
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
+enum msg_type { MSG_GO = 1, MSG_ERROR, MSG_STARTED, MSG_EXIT };
+
+struct msg
+{
+  int type;
+  int status;    /* MSG_EXIT: wait status; MSG_ERROR: suggested exit code */
+  int err_no;
+  char text[1024];
+};
+
+/* What the command sends PID 1 through its CLOEXEC pipe if exec fails. */
+struct exec_failure
+{
+  int code;
+  int err_no;
+  char text[1000];
+};
+
+static void send_msg(int fd, int type, int status, int err_no, const char *text)
+{
+  struct msg m = { .type = type, .status = status, .err_no = err_no };
+  if (text)
+    snprintf(m.text, sizeof(m.text), "%s", text);
+  while (send(fd, &m, sizeof(m), MSG_NOSIGNAL) < 0 && errno == EINTR)
+    ;
+}
+
+static void build_env(const corral_config_t *cfg, char **envp, size_t cap)
+{
+  static char home[] = "HOME=/home/user", path[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  static char lang[] = "LANG=C.UTF-8", user[] = "USER=user", root[] = "USER=root";
+  size_t n = 0;
+  envp[n++] = path;
+  envp[n++] = home;
+  envp[n++] = lang;
+  envp[n++] = cfg->as_root ? root : user;
+  for (size_t i = 0; cfg->env[i] && n + 1 < cap; i++)
+    {
+      size_t klen = strcspn(cfg->env[i], "=") + 1;
+      size_t j;
+      /* Later entries override earlier ones, the defaults included. */
+      for (j = 0; j < n; j++)
+        if (strncmp(envp[j], cfg->env[i], klen) == 0)
+          break;
+      envp[j] = cfg->env[i];
+      if (j == n)
+        n++;
+    }
+  envp[n] = NULL;
+}
+
+static void __attribute__((noreturn)) exec_fail(int fd, int code, corral_error_t *err)
+{
+  struct exec_failure f = { .code = code, .err_no = corral_error_status(*err) };
+  snprintf(f.text, sizeof(f.text), "%s", corral_error_message(*err));
+  corral__write_all(fd, &f, sizeof(f));
+  _exit(code);
+}
+
+/* The command's side: lock down, then exec.  Order matters: steps that
+ * need privilege come before the steps that remove it, seccomp last so the
+ * lockdown itself may use any syscall. */
+static void __attribute__((noreturn)) run_command(const corral_config_t *cfg, const struct corral__seccomp *sc,
+                                                  int failfd)
+{
+  corral_error_t err = NULL;
+  char *envp[CORRAL_MAX_ENV + 8];
+  sigset_t none;
+  uid_t id = cfg->as_root ? 0 : CORRAL_SANDBOX_UID;
+  const char *dir = cfg->workdir ? cfg->workdir : "/home/user";
+
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  for (int s = 1; s < NSIG; s++)
+    signal(s, SIG_DFL);
+  /* A new session has no controlling terminal: the host's tty cannot be
+   * reached through /dev/tty, nor made to read injected input. */
+  if (setsid() < 0)
+    {
+      corral_error_set(&err, errno, "setsid");
+      exec_fail(failfd, 125, &err);
+    }
+  if (dup3(failfd, 3, O_CLOEXEC) < 0)
+    _exit(125);
+  failfd = 3;
+  /* Whatever the caller leaked without CLOEXEC stays outside. */
+  corral__close_fds_from(4);
+  if (corral__set_rlimits(cfg, &err) < 0)
+    exec_fail(failfd, 125, &err);
+  if (chdir(dir) < 0)
+    {
+      corral_error_set(&err, errno, "working directory `%s`", dir);
+      exec_fail(failfd, 125, &err);
+    }
+  build_env(cfg, envp, sizeof(envp) / sizeof(*envp));
+  if (corral__drop_privileges(id, id, &err) < 0)
+    exec_fail(failfd, 125, &err);
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    {
+      corral_error_set(&err, errno, "no_new_privs");
+      exec_fail(failfd, 125, &err);
+    }
+  if (corral__landlock_apply(cfg, &err) < 0 || corral__seccomp_load(sc, &err) < 0)
+    exec_fail(failfd, 125, &err);
+  execvpe(cfg->argv[0], cfg->argv, envp);
+  int e = errno;
+  corral_error_set(&err, e, "%s `%s`", e == ENOENT ? "command not found" : "cannot execute", cfg->argv[0]);
+  exec_fail(failfd, e == ENOENT ? 127 : 126, &err);
+}
+
+static void __attribute__((noreturn)) init_fail(int sock, int code, corral_error_t *err)
+{
+  send_msg(sock, MSG_ERROR, code, corral_error_status(*err), corral_error_message(*err));
+  _exit(code);
+}
+
+/* PID 1 after the command started: reap everything, forward signals, and
+ * report the command's status.  Returning ends the sandbox. */
+static void __attribute__((noreturn)) init_loop(int sock, pid_t cmd)
+{
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s = 1; s < 32; s++)
+    if (s != SIGKILL && s != SIGSTOP)
+      sigaddset(&set, s);
+  for (;;)
+    {
+      siginfo_t si;
+      int sig = sigwaitinfo(&set, &si);
+      if (sig < 0)
+        continue;
+      if (sig != SIGCHLD)
+        {
+          if (kill(-cmd, sig) < 0)
+            kill(cmd, sig);
+          continue;
+        }
+      int st;
+      pid_t p;
+      while ((p = waitpid(-1, &st, WNOHANG)) > 0)
+        if (p == cmd)
+          {
+            send_msg(sock, MSG_EXIT, st, 0, NULL);
+            _exit(0);
+          }
+    }
+}
+
+static void __attribute__((noreturn)) sandbox_init(const corral_config_t *cfg, const struct corral__seccomp *sc,
+                                                   int sock)
+{
+  corral_error_t err = NULL;
+  struct msg m;
+  sigset_t all;
+  int pfd[2];
+  struct exec_failure f;
+
+  /* If the supervisor dies, so does the sandbox (and, as PID 1, all of it). */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  sigfillset(&all);
+  sigprocmask(SIG_SETMASK, &all, NULL);
+  signal(SIGCHLD, SIG_DFL);
+  if (recv(sock, &m, sizeof(m), 0) != (ssize_t) sizeof(m) || m.type != MSG_GO)
+    _exit(125);
+  if (dup3(sock, 3, O_CLOEXEC) < 0)
+    _exit(125);
+  sock = 3;
+  corral__close_fds_from(4);
+  if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+    {
+      corral_error_set(&err, errno, "become root in the user namespace");
+      init_fail(sock, 125, &err);
+    }
+  /* Nobody inside may read this process's memory or open its /proc/1/exe. */
+  prctl(PR_SET_DUMPABLE, 0);
+  /* Now that the supervisor has put us in our cgroup, make it our root. */
+  if (unshare(CLONE_NEWCGROUP) < 0)
+    {
+      corral_error_set(&err, errno, "cgroup namespace");
+      init_fail(sock, 125, &err);
+    }
+  if (unshare(CLONE_NEWTIME) < 0 && errno != EINVAL)
+    {
+      corral_error_set(&err, errno, "time namespace");
+      init_fail(sock, 125, &err);
+    }
+  if (corral__setup_rootfs(cfg, &err) < 0)
+    {
+      corral_error_wrap(&err, "set up the sandbox filesystem");
+      init_fail(sock, 125, &err);
+    }
+  const char *hn = cfg->hostname ? cfg->hostname : "corral";
+  if (sethostname(hn, strlen(hn)) < 0)
+    {
+      corral_error_set(&err, errno, "sethostname");
+      init_fail(sock, 125, &err);
+    }
+  if (corral__loopback_up(&err) < 0)
+    init_fail(sock, 125, &err);
+  if (pipe2(pfd, O_CLOEXEC) < 0)
+    {
+      corral_error_set(&err, errno, "pipe");
+      init_fail(sock, 125, &err);
+    }
+  pid_t cmd = fork();
+  if (cmd < 0)
+    {
+      corral_error_set(&err, errno, "fork the command");
+      init_fail(sock, 125, &err);
+    }
+  if (cmd == 0)
+    {
+      close(sock);
+      close(pfd[0]);
+      run_command(cfg, sc, pfd[1]);
+    }
+  close(pfd[1]);
+  /* PID 1 needs no privilege from here on: it only waits and signals. */
+  if (corral__drop_privileges(0, 0, &err) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0
+      || corral__seccomp_load(sc, &err) < 0)
+    {
+      corral_error_set(&err, errno, "lock down PID 1");
+      init_fail(sock, 125, &err);
+    }
+  if (corral__read_all(pfd[0], &f, sizeof(f)) == (ssize_t) sizeof(f))
+    {
+      f.text[sizeof(f.text) - 1] = '\0';
+      send_msg(sock, MSG_ERROR, f.code, f.err_no, f.text);
+      _exit(f.code);
+    }
+  close(pfd[0]);
+  send_msg(sock, MSG_STARTED, 0, 0, NULL);
+  init_loop(sock, cmd);
+}
+
+/* ---- the supervisor ---- */
+
+struct supervise
+{
+  int sock, pidfd, signal_fd;
+  pid_t pid;
+  uint64_t deadline_us; /* 0: none */
+  bool started, exited, timed_out;
+  int wait_status;      /* command's status from MSG_EXIT */
+  int setup_code;       /* from MSG_ERROR, or 0 */
+  struct corral__cgroup *cg;
+};
+
+static void handle_msg(struct supervise *s, const struct msg *m, corral_error_t *err)
+{
+  switch (m->type)
+    {
+    case MSG_STARTED: s->started = true; break;
+    case MSG_EXIT: s->exited = true; s->wait_status = m->status; break;
+    case MSG_ERROR:
+      if (s->setup_code == 0)
+        {
+          s->setup_code = m->status ? m->status : 125;
+          corral_error_set(err, 0, "%.1000s", m->text);
+          if (*err)
+            (*err)->status = m->err_no;
+        }
+      break;
+    default: break;
+    }
+}
+
+static void drain_msgs(struct supervise *s, corral_error_t *err)
+{
+  struct msg m;
+  ssize_t n;
+  while ((n = recv(s->sock, &m, sizeof(m), MSG_DONTWAIT)) == (ssize_t) sizeof(m))
+    {
+      m.text[sizeof(m.text) - 1] = '\0';
+      handle_msg(s, &m, err);
+    }
+}
+
+static void on_timeout(struct supervise *s)
+{
+  s->timed_out = true;
+  s->deadline_us = 0;
+  /* The whole cgroup, then PID 1 (whose death ends the PID namespace):
+   * a process that escaped the session or double-forked dies all the same. */
+  corral__cgroup_kill(s->cg);
+  kill(s->pid, SIGKILL);
+}
+
+static void forward_signals(struct supervise *s)
+{
+  unsigned char sig[16];
+  ssize_t n = read(s->signal_fd, sig, sizeof(sig));
+  for (ssize_t i = 0; i < n; i++)
+    kill(s->pid, sig[i]);
+}
+
+/* Wait until PID 1 is gone, enforcing the deadline. */
+static void supervise_loop(struct supervise *s, corral_error_t *err)
+{
+  for (;;)
+    {
+      struct pollfd fds[3] = { { s->pidfd, POLLIN, 0 }, { s->sock, POLLIN, 0 }, { s->signal_fd, POLLIN, 0 } };
+      int timeout = -1;
+      if (s->deadline_us)
+        {
+          uint64_t now = corral__now_us();
+          if (now >= s->deadline_us)
+            {
+              on_timeout(s);
+              continue;
+            }
+          timeout = (int) ((s->deadline_us - now + 999) / 1000);
+        }
+      int r = poll(fds, s->signal_fd >= 0 ? 3 : 2, timeout);
+      if (r < 0 && errno != EINTR)
+        break;
+      if (r <= 0)
+        continue;
+      if (fds[1].revents & POLLIN)
+        drain_msgs(s, err);
+      if (fds[2].revents & POLLIN)
+        forward_signals(s);
+      if (fds[0].revents & POLLIN)
+        break;
+    }
+  drain_msgs(s, err);
+}
+
+static void fill_result(struct supervise *s, const corral_config_t *cfg, const struct rusage *ru, int pid1_status,
+                        corral_result_t *res)
+{
+  uint64_t ooms, peak, user_ms, sys_ms;
+  corral__cgroup_stats(s->cg, &ooms, &peak, &user_ms, &sys_ms);
+  res->cpu_user_ms = (uint64_t) ru->ru_utime.tv_sec * 1000 + (uint64_t) ru->ru_utime.tv_usec / 1000;
+  res->cpu_sys_ms = (uint64_t) ru->ru_stime.tv_sec * 1000 + (uint64_t) ru->ru_stime.tv_usec / 1000;
+  /* cgroup accounting also covers processes PID 1 never reaped. */
+  if (user_ms > res->cpu_user_ms)
+    res->cpu_user_ms = user_ms;
+  if (sys_ms > res->cpu_sys_ms)
+    res->cpu_sys_ms = sys_ms;
+  res->memory_peak_bytes = peak ? peak : (uint64_t) ru->ru_maxrss * 1024;
+
+  int st = s->exited ? s->wait_status : pid1_status;
+  if (s->timed_out)
+    {
+      res->reason = CORRAL_REASON_TIMEOUT;
+      res->signal = SIGKILL;
+    }
+  else if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL && ooms > 0)
+    {
+      res->reason = CORRAL_REASON_OOM;
+      res->signal = SIGKILL;
+    }
+  else if (!s->exited && !WIFSIGNALED(st) && ooms > 0)
+    res->reason = CORRAL_REASON_OOM;
+  else if (WIFSIGNALED(st))
+    {
+      res->signal = WTERMSIG(st);
+      res->reason = cfg->cpu_time_s && (res->signal == SIGXCPU || res->signal == SIGKILL)
+                          && res->cpu_user_ms + res->cpu_sys_ms >= cfg->cpu_time_s * 1000
+                      ? CORRAL_REASON_TIMEOUT : CORRAL_REASON_SIGNALED;
+    }
+  else
+    {
+      res->reason = CORRAL_REASON_EXITED;
+      res->exit_code = WEXITSTATUS(st);
+    }
+}
+
+static pid_t clone_sandbox(void)
+{
+  unsigned long flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET
+                        | SIGCHLD;
+  /* Raw clone with a NULL stack behaves like fork and takes every
+   * namespace in one step. */
+  return (pid_t) syscall(SYS_clone, flags, NULL, NULL, NULL, 0);
+}
+
+/* Start PID 1 and hand it its identity; on success s->pid/sock are set. */
+static int start_sandbox(struct supervise *s, const corral_config_t *cfg, const struct corral__seccomp *sc,
+                         const struct corral__idrange *ids, corral_error_t *err)
+{
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+    return corral_error_set(err, errno, "socketpair");
+  s->pid = clone_sandbox();
+  if (s->pid < 0)
+    {
+      int e = errno;
+      close(sv[0]);
+      close(sv[1]);
+      return corral_error_set(err, e, "create namespaces");
+    }
+  if (s->pid == 0)
+    {
+      close(sv[0]);
+      sandbox_init(cfg, sc, sv[1]);
+    }
+  close(sv[1]);
+  s->sock = sv[0];
+  s->pidfd = (int) syscall(SYS_pidfd_open, s->pid, 0);
+  if (s->pidfd < 0)
+    return corral_error_set(err, errno, "pidfd_open");
+  if (corral__cgroup_enter(s->cg, s->pid, err) < 0 || corral__write_id_maps(s->pid, ids, err) < 0)
+    return -1;
+  send_msg(s->sock, MSG_GO, 0, 0, NULL);
+  return 0;
+}
+
+static int supervise(const corral_config_t *cfg, const struct corral__seccomp *sc, const struct corral__idrange *ids,
+                     struct corral__cgroup *cg, corral_result_t *res, corral_error_t *err)
+{
+  struct supervise s = { .sock = -1, .pidfd = -1, .signal_fd = cfg->signal_fd, .pid = -1, .cg = cg };
+  struct rusage ru;
+  int st = 0;
+  uint64_t t0 = corral__now_us();
+  int r = start_sandbox(&s, cfg, sc, ids, err);
+
+  if (r == 0)
+    {
+      s.deadline_us = cfg->timeout_ms ? t0 + cfg->timeout_ms * 1000 : 0;
+      supervise_loop(&s, err);
+    }
+  else if (s.pid > 0)
+    kill(s.pid, SIGKILL);
+  memset(&ru, 0, sizeof(ru));
+  while (s.pid > 0 && wait4(s.pid, &st, 0, &ru) < 0 && errno == EINTR)
+    ;
+  res->wall_ms = (corral__now_us() - t0) / 1000;
+  if (s.sock >= 0)
+    close(s.sock);
+  if (s.pidfd >= 0)
+    close(s.pidfd);
+  if (r < 0)
+    return r;
+  if (s.setup_code)
+    {
+      res->exit_code = s.setup_code;
+      return -1;
+    }
+  if (!s.started && !s.timed_out)
+    {
+      fill_result(&s, cfg, &ru, st, res);
+      if (res->reason == CORRAL_REASON_OOM)
+        return 0;
+      res->reason = CORRAL_REASON_ERROR;
+      res->exit_code = 125;
+      return corral_error_set(err, 0, "the sandbox ended before the command started (status %#x)", st);
+    }
+  fill_result(&s, cfg, &ru, st, res);
+  return 0;
+}
+
+int corral_run(const corral_config_t *cfg, corral_result_t *res, corral_error_t *err)
+{
+  static unsigned counter;
+  struct corral__seccomp sc;
+  struct corral__idrange ids = { .lock_fd = -1 };
+  struct corral__cgroup cg;
+  char name[64];
+  int r;
+
+  memset(res, 0, sizeof(*res));
+  res->reason = CORRAL_REASON_ERROR;
+  res->exit_code = 125;
+  if (corral_config_validate(cfg, err) < 0)
+    return -1;
+  if (geteuid() != 0)
+    return corral_error_set(err, EPERM, "corral run must run as root: it creates user namespaces with "
+                                        "a private uid range, and cgroups");
+  /* Sweep what a SIGKILLed earlier run could not remove. */
+  corral__cgroup_gc(NULL);
+  if (corral__seccomp_build(&sc, err) < 0)
+    return -1;
+  if ((r = corral__idrange_acquire(&ids, err)) < 0)
+    goto release_seccomp;
+  snprintf(name, sizeof(name), "run-%d-%u", getpid(), counter++);
+  if ((r = corral__cgroup_create(&cg, name, cfg, err)) < 0)
+    goto release_ids;
+  snprintf(res->cgroup_mode, sizeof(res->cgroup_mode), "%s", corral__cgroup_mode_name(cg.mode));
+  r = supervise(cfg, &sc, &ids, &cg, res, err);
+  if (corral__cgroup_destroy(&cg, r < 0 ? NULL : err) < 0 && r == 0)
+    r = -1;
+release_ids:
+  corral__idrange_release(&ids);
+release_seccomp:
+  corral__seccomp_release(&sc);
+  if (r < 0 && *err == NULL)
+    corral_error_set(err, 0, "sandbox failed");
+  return r;
+}
+
+int corral_gc(corral_error_t *err)
+{
+  return corral__cgroup_gc(err);
+}
