@@ -29,7 +29,7 @@ FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 HEADERS := $(wildcard include/corral/*.h src/lib/*/*.h src/cli/*.h)
 PYTEST := /usr/bin/python3 -m pytest
 
-.PHONY: all check asan bench fuzz clean unit e2e escape tests-build
+.PHONY: all check asan bench fuzz fuzz-build clean unit e2e escape tests-build
 all: $(BUILD)/bin/corral $(BUILD)/lib/libcorral.a
 
 $(BUILD)/obj/%.o: %.c $(HEADERS)
@@ -71,6 +71,8 @@ check: tests-build
 
 asan:
 	$(MAKE) check SANITIZE=1
+
+fuzz-build: $(FUZZ_BIN)
 
 fuzz: $(FUZZ_BIN)
 	tests/fuzz/run.sh $(BUILD)/fuzz $(or $(FUZZ_SECONDS),60)
