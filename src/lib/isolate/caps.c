@@ -26,9 +26,11 @@ int corral__set_rlimits(const corral_config_t *cfg, corral_error_t *err)
     return -1;
   if (set_limit(RLIMIT_NOFILE, 4096, 4096, "nofile", err) < 0)
     return -1;
-  /* No single file can exceed the scratch space anyway; this keeps a
-   * writable bind from being filled beyond it. */
-  if (set_limit(RLIMIT_FSIZE, cfg->disk_bytes, cfg->disk_bytes, "fsize", err) < 0)
+  /* A backstop for writable binds, which the tmpfs sizes do not cover.
+   * Twice the scratch size, so that filling /tmp ends in ENOSPC (what
+   * programs handle) rather than SIGXFSZ. */
+  rlim_t fsize = cfg->disk_bytes > RLIM_INFINITY / 2 ? RLIM_INFINITY : cfg->disk_bytes * 2;
+  if (set_limit(RLIMIT_FSIZE, fsize, fsize, "fsize", err) < 0)
     return -1;
   /* nproc counts per host uid, and every sandbox has its own uids: a
    * backstop behind the pids cgroup, generous enough never to bind first. */

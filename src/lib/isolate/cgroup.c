@@ -18,8 +18,8 @@
 #include "isolate.h"
 #include "../common/utils.h"
 
-static const char *const v1_ctrl[CORRAL__CG_V1_MAX] = { "memory", "pids", "cpu", "freezer" };
-enum { V1_MEMORY, V1_PIDS, V1_CPU, V1_FREEZER };
+static const char *const v1_ctrl[CORRAL__CG_V1_MAX] = { "memory", "pids", "cpu", "freezer", "cpuacct" };
+enum { V1_MEMORY, V1_PIDS, V1_CPU, V1_FREEZER, V1_CPUACCT };
 
 static const char *cgroup_root(void)
 {
@@ -218,6 +218,18 @@ static int v1_limits(struct corral__cgroup *cg, const corral_config_t *cfg, corr
   return 0;
 }
 
+/* Co-mounted controllers (cpu,cpuacct) reach one directory by two names. */
+static bool shares_hierarchy(struct corral__cgroup *cg, int i)
+{
+  char a[4096], b[4096];
+  if (realpath(cg->v1_paths[i], a) == NULL)
+    return false;
+  for (int j = 0; j < i; j++)
+    if (cg->v1_paths[j] && realpath(cg->v1_paths[j], b) != NULL && strcmp(a, b) == 0)
+      return true;
+  return false;
+}
+
 static int create_v1(struct corral__cgroup *cg, const char *name, const corral_config_t *cfg,
                      corral_error_t *err)
 {
@@ -236,6 +248,8 @@ static int create_v1(struct corral__cgroup *cg, const char *name, const corral_c
         return corral_error_set(err, ENAMETOOLONG, "cgroup parent for %s", v1_ctrl[i]);
       if (asprintf(&cg->v1_paths[i], "%s/%s", parent, name) < 0)
         return corral_error_set(err, ENOMEM, "cgroup path");
+      if (shares_hierarchy(cg, i))
+        continue;
       if (mkdir(cg->v1_paths[i], 0755) < 0)
         {
           int r = corral_error_set(err, errno, "mkdir `%s`", cg->v1_paths[i]);
@@ -348,6 +362,11 @@ void corral__cgroup_stats(struct corral__cgroup *cg, uint64_t *oom_kills, uint64
     {
       *oom_kills = read_u64_key(cg->v1_paths[V1_MEMORY], "memory.oom_control", "oom_kill");
       *peak = read_u64_key(cg->v1_paths[V1_MEMORY], "memory.max_usage_in_bytes", NULL);
+      if (cg->v1_paths[V1_CPUACCT])
+        {
+          *user_ms = read_u64_key(cg->v1_paths[V1_CPUACCT], "cpuacct.usage_user", NULL) / 1000000;
+          *sys_ms = read_u64_key(cg->v1_paths[V1_CPUACCT], "cpuacct.usage_sys", NULL) / 1000000;
+        }
     }
 }
 

@@ -11,12 +11,12 @@
 /* ---- cgroup.c: one interface over cgroup v2 and v1 ---- */
 enum corral__cg_mode { CORRAL_CG_NONE = 0, CORRAL_CG_V1, CORRAL_CG_V2 };
 
-#define CORRAL__CG_V1_MAX 4
+#define CORRAL__CG_V1_MAX 5
 struct corral__cgroup
 {
   enum corral__cg_mode mode;
   char *path;                        /* v2: the cgroup directory */
-  char *v1_paths[CORRAL__CG_V1_MAX]; /* v1: memory, pids, cpu, freezer (NULL if absent) */
+  char *v1_paths[CORRAL__CG_V1_MAX]; /* v1: memory, pids, cpu, freezer, cpuacct */
 };
 
 /* Detect the mode once: v2 when its root offers memory and pids, else v1. */
