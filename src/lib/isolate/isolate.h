@@ -48,7 +48,18 @@ void corral__idrange_release(struct corral__idrange *r);
 int corral__write_id_maps(pid_t pid, const struct corral__idrange *r, corral_error_t *err);
 
 /* ---- mount.c: the sandbox's filesystem, run in the new mount ns ---- */
-int corral__setup_rootfs(const corral_config_t *cfg, corral_error_t *err);
+/* Host paths the sandbox mounts, opened (O_PATH) by the supervisor while it
+ * is still host root: PID 1 reaches them through /proc/self/fd, so their
+ * parent directories need not be searchable by the sandbox's host uid. */
+struct corral__sources
+{
+  int rootfs_fd;                      /* -1: host mode */
+  int bind_fds[CORRAL_MAX_BINDS];
+  size_t n_binds;
+};
+int corral__sources_open(const corral_config_t *cfg, struct corral__sources *src, corral_error_t *err);
+void corral__sources_close(struct corral__sources *src);
+int corral__setup_rootfs(const corral_config_t *cfg, const struct corral__sources *src, corral_error_t *err);
 
 /* ---- net.c ---- */
 int corral__loopback_up(corral_error_t *err);

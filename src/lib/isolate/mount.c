@@ -23,6 +23,46 @@
 #define OLD "/oldroot"
 #define NEW "/newroot"
 
+/* Where PID 1 finds a host path: through the supervisor's fd, or (host
+ * mode) below the old root. */
+static void source_path(char *buf, size_t size, int fd, const char *suffix)
+{
+  if (fd < 0)
+    snprintf(buf, size, OLD "%s", suffix);
+  else
+    snprintf(buf, size, OLD "/proc/self/fd/%d%s", fd, strcmp(suffix, "/") == 0 ? "" : suffix);
+}
+
+int corral__sources_open(const corral_config_t *cfg, struct corral__sources *src, corral_error_t *err)
+{
+  src->rootfs_fd = -1;
+  src->n_binds = 0;
+  if (cfg->rootfs && (src->rootfs_fd = open(cfg->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+    return corral_error_set(err, errno, "rootfs `%s`", cfg->rootfs);
+  for (; src->n_binds < cfg->n_binds; src->n_binds++)
+    {
+      int fd = open(cfg->binds[src->n_binds].src, O_PATH | O_CLOEXEC);
+      if (fd < 0)
+        {
+          int r = corral_error_set(err, errno, "bind source `%s`", cfg->binds[src->n_binds].src);
+          corral__sources_close(src);
+          return r;
+        }
+      src->bind_fds[src->n_binds] = fd;
+    }
+  return 0;
+}
+
+void corral__sources_close(struct corral__sources *src)
+{
+  if (src->rootfs_fd >= 0)
+    close(src->rootfs_fd);
+  for (size_t i = 0; i < src->n_binds; i++)
+    close(src->bind_fds[i]);
+  src->rootfs_fd = -1;
+  src->n_binds = 0;
+}
+
 static int mnt(const char *src, const char *dst, const char *type, unsigned long flags,
                const char *data, corral_error_t *err)
 {
@@ -162,7 +202,8 @@ static int write_etc(const char *name, const char *content, corral_error_t *err)
   return corral__create_file(path, content, strlen(content), 0644, err);
 }
 
-static int populate_etc(const corral_config_t *cfg, const char *hostname, corral_error_t *err)
+static int populate_etc(const corral_config_t *cfg, const struct corral__sources *srcs, const char *hostname,
+                        corral_error_t *err)
 {
   char src[4200], hosts[512], hn[300];
   if (make_mountpoint(NEW "/etc", true, err) < 0)
@@ -182,7 +223,7 @@ static int populate_etc(const corral_config_t *cfg, const char *hostname, corral
     return -1;
   if (symlink("../proc/self/mounts", NEW "/etc/mtab") < 0)
     return corral_error_set(err, errno, "symlink /etc/mtab");
-  snprintf(src, sizeof(src), OLD "%s/etc", cfg->rootfs ? cfg->rootfs : "");
+  source_path(src, sizeof(src), srcs->rootfs_fd, "/etc");
   if (cfg->rootfs)
     return access(src, F_OK) == 0 ? mirror_dir(src, NEW "/etc", image_etc_entry, err) : 0;
   return mirror_dir(src, NEW "/etc", host_etc_entry, err);
@@ -274,13 +315,13 @@ static int mount_scratch(const corral_config_t *cfg, corral_error_t *err)
 
 /* Create the mountpoint of a user bind: before the root turns read-only for
  * destinations in the root tmpfs, again afterwards for ones in /tmp etc. */
-static void precreate_bind_targets(const corral_config_t *cfg)
+static void precreate_bind_targets(const corral_config_t *cfg, const struct corral__sources *srcs)
 {
   for (size_t i = 0; i < cfg->n_binds; i++)
     {
       char s[4200], d[4200], *slash;
       struct stat st;
-      snprintf(s, sizeof(s), OLD "%s", cfg->binds[i].src);
+      source_path(s, sizeof(s), srcs->bind_fds[i], "");
       snprintf(d, sizeof(d), NEW "%s", cfg->binds[i].dst);
       if (stat(s, &st) < 0 || lstat(d, &st) == 0)
         continue;
@@ -292,14 +333,14 @@ static void precreate_bind_targets(const corral_config_t *cfg)
     }
 }
 
-static int user_binds(const corral_config_t *cfg, corral_error_t *err)
+static int user_binds(const corral_config_t *cfg, const struct corral__sources *srcs, corral_error_t *err)
 {
-  precreate_bind_targets(cfg);
+  precreate_bind_targets(cfg, srcs);
   for (size_t i = 0; i < cfg->n_binds; i++)
     {
       char s[4200], d[4200];
       struct stat st;
-      snprintf(s, sizeof(s), OLD "%s", cfg->binds[i].src);
+      source_path(s, sizeof(s), srcs->bind_fds[i], "");
       snprintf(d, sizeof(d), NEW "%s", cfg->binds[i].dst);
       if (lstat(d, &st) < 0)
         return corral_error_set(err, errno, "bind destination `%s` cannot be created", cfg->binds[i].dst);
@@ -312,13 +353,13 @@ static int user_binds(const corral_config_t *cfg, corral_error_t *err)
   return 0;
 }
 
-static int build_tree(const corral_config_t *cfg, corral_error_t *err)
+static int build_tree(const corral_config_t *cfg, const struct corral__sources *srcs, corral_error_t *err)
 {
   char src[4200];
-  snprintf(src, sizeof(src), OLD "%s", cfg->rootfs ? cfg->rootfs : "");
-  if (mirror_dir(cfg->rootfs ? src : OLD "/", NEW, cfg->rootfs ? image_root_entry : host_root_entry, err) < 0)
+  source_path(src, sizeof(src), srcs->rootfs_fd, "/");
+  if (mirror_dir(src, NEW, cfg->rootfs ? image_root_entry : host_root_entry, err) < 0)
     return corral_error_wrap(err, "root filesystem");
-  if (populate_etc(cfg, cfg->hostname ? cfg->hostname : "corral", err) < 0)
+  if (populate_etc(cfg, srcs, cfg->hostname ? cfg->hostname : "corral", err) < 0)
     return corral_error_wrap(err, "/etc");
   if (populate_dev(err) < 0)
     return corral_error_wrap(err, "/dev");
@@ -326,7 +367,7 @@ static int build_tree(const corral_config_t *cfg, corral_error_t *err)
       || make_mountpoint(NEW "/home", true, err) < 0 || make_mountpoint(NEW "/home/user", true, err) < 0
       || make_mountpoint(NEW "/root", true, err) < 0)
     return -1;
-  precreate_bind_targets(cfg);
+  precreate_bind_targets(cfg, srcs);
   /* Everything so far - the root tmpfs, /etc, /dev, host binds - becomes
    * read-only (and nosuid) in one recursive step. */
   if (set_attr(NEW, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, true, err) < 0)
@@ -335,10 +376,10 @@ static int build_tree(const corral_config_t *cfg, corral_error_t *err)
     return corral_error_wrap(err, "/proc");
   if (mount_scratch(cfg, err) < 0)
     return -1;
-  return user_binds(cfg, err);
+  return user_binds(cfg, srcs, err);
 }
 
-int corral__setup_rootfs(const corral_config_t *cfg, corral_error_t *err)
+int corral__setup_rootfs(const corral_config_t *cfg, const struct corral__sources *srcs, corral_error_t *err)
 {
   /* Slave, not private: unmounts on the host still reach our copy, so the
    * sandbox never keeps a host filesystem busy; nothing flows back. */
@@ -354,7 +395,7 @@ int corral__setup_rootfs(const corral_config_t *cfg, corral_error_t *err)
     return corral_error_set(err, errno, "chdir /");
   if (mnt("tmpfs", NEW, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m", err) < 0)
     return -1;
-  if (build_tree(cfg, err) < 0)
+  if (build_tree(cfg, srcs, err) < 0)
     return -1;
   /* pivot_root(".", ".") stacks the old root on the new one; detaching it
    * drops every host mount from this namespace. */

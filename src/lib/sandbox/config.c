@@ -59,6 +59,10 @@ int corral_config_validate(const corral_config_t *cfg, corral_error_t *err)
         return corral_error_set(err, errno, "rootfs `%s`", cfg->rootfs);
       if (!S_ISDIR(st.st_mode))
         return corral_error_set(err, ENOTDIR, "rootfs `%s`", cfg->rootfs);
+      /* The image is assembled by the sandbox's own unprivileged uid. */
+      if ((st.st_mode & 05) != 05)
+        return corral_error_set(err, EACCES, "rootfs `%s` must be readable and searchable by others "
+                                             "(chmod o+rx), as image directories are", cfg->rootfs);
     }
   if (cfg->workdir && cfg->workdir[0] != '/')
     return corral_error_set(err, EINVAL, "workdir `%s` must be an absolute path", cfg->workdir);

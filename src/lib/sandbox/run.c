@@ -189,6 +189,7 @@ static void __attribute__((noreturn)) sandbox_init(const corral_config_t *cfg, c
   sigset_t all;
   int pfd[2];
   struct exec_failure f;
+  struct corral__sources srcs;
 
   /* If the supervisor dies, so does the sandbox (and, as PID 1, all of it). */
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -197,10 +198,12 @@ static void __attribute__((noreturn)) sandbox_init(const corral_config_t *cfg, c
   signal(SIGCHLD, SIG_DFL);
   if (recv(sock, &m, sizeof(m), 0) != (ssize_t) sizeof(m) || m.type != MSG_GO)
     _exit(125);
-  if (dup3(sock, 3, O_CLOEXEC) < 0)
-    _exit(125);
-  sock = 3;
-  corral__close_fds_from(4);
+  /* Open the host paths to mount while this process still has the
+   * supervisor's host uid for path lookups (root-owned 0700 directories
+   * such as /root stay reachable), but already in our own mount namespace,
+   * where the mounts behind the fds may be bound from. */
+  if (corral__sources_open(cfg, &srcs, &err) < 0)
+    init_fail(sock, 125, &err);
   if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
     {
       corral_error_set(&err, errno, "become root in the user namespace");
@@ -219,11 +222,16 @@ static void __attribute__((noreturn)) sandbox_init(const corral_config_t *cfg, c
       corral_error_set(&err, errno, "time namespace");
       init_fail(sock, 125, &err);
     }
-  if (corral__setup_rootfs(cfg, &err) < 0)
+  if (corral__setup_rootfs(cfg, &srcs, &err) < 0)
     {
       corral_error_wrap(&err, "set up the sandbox filesystem");
       init_fail(sock, 125, &err);
     }
+  /* Host fds (the sources, anything the caller leaked) end here. */
+  if (dup3(sock, 3, O_CLOEXEC) < 0)
+    _exit(125);
+  sock = 3;
+  corral__close_fds_from(4);
   const char *hn = cfg->hostname ? cfg->hostname : "corral";
   if (sethostname(hn, strlen(hn)) < 0)
     {
@@ -250,9 +258,12 @@ static void __attribute__((noreturn)) sandbox_init(const corral_config_t *cfg, c
       run_command(cfg, sc, pfd[1]);
     }
   close(pfd[1]);
-  /* PID 1 needs no privilege from here on: it only waits and signals. */
-  if (corral__drop_privileges(0, 0, &err) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0
-      || corral__seccomp_load(sc, &err) < 0)
+  /* PID 1 needs no privilege from here on: it only waits and forwards
+   * signals, for which it takes the command's uid (signals need a matching
+   * uid once CAP_KILL is gone).  Changing uid resets dumpability. */
+  uid_t id = cfg->as_root ? 0 : CORRAL_SANDBOX_UID;
+  if (corral__drop_privileges(id, id, &err) < 0 || prctl(PR_SET_DUMPABLE, 0) < 0
+      || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || corral__seccomp_load(sc, &err) < 0)
     {
       corral_error_set(&err, errno, "lock down PID 1");
       init_fail(sock, 125, &err);
