@@ -36,6 +36,20 @@ $(BUILD)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
+# The seccomp policy is compiled to BPF at build time (see seccomp_policy.c).
+GEN_SECCOMP_SRC := src/tools/gen_seccomp.c src/lib/isolate/seccomp_policy.c src/lib/isolate/seccomp.c src/lib/common/error.c src/lib/common/fs.c
+$(BUILD)/tools/gen_seccomp: $(GEN_SECCOMP_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Isrc/lib $(ALL_CFLAGS) $(LDFLAGS) $(GEN_SECCOMP_SRC) -lseccomp -o $@
+
+$(BUILD)/gen/seccomp_bpf.h: $(BUILD)/tools/gen_seccomp
+	@mkdir -p $(dir $@)
+	$< > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/src/lib/isolate/seccomp.o: src/lib/isolate/seccomp.c $(BUILD)/gen/seccomp_bpf.h $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -I$(BUILD)/gen -DCORRAL_SECCOMP_PRECOMPILED $(ALL_CFLAGS) -c $< -o $@
+
 $(BUILD)/lib/libcorral.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^

@@ -294,6 +294,45 @@ int corral__cgroup_enter(struct corral__cgroup *cg, pid_t pid, corral_error_t *e
   return 0;
 }
 
+int corral__cgroup_open_join(struct corral__cgroup *cg, int fds[CORRAL__CG_V1_MAX], corral_error_t *err)
+{
+  char path[4096];
+  for (int i = 0; i < CORRAL__CG_V1_MAX; i++)
+    fds[i] = -1;
+  for (int i = 0; i < CORRAL__CG_V1_MAX; i++)
+    {
+      const char *dir = cg->mode == CORRAL_CG_V2 ? (i == 0 ? cg->path : NULL) : cg->v1_paths[i];
+      if (dir == NULL)
+        continue;
+      snprintf(path, sizeof(path), "%s/%s", dir, cg->mode == CORRAL_CG_V2 ? "cgroup.procs" : "tasks");
+      if ((fds[i] = open(path, O_WRONLY | O_CLOEXEC)) < 0)
+        {
+          int r = corral_error_set(err, errno, "open `%s`", path);
+          corral__cgroup_close_join(fds);
+          return r;
+        }
+    }
+  return 0;
+}
+
+int corral__cgroup_join_self(const int fds[CORRAL__CG_V1_MAX], corral_error_t *err)
+{
+  for (int i = 0; i < CORRAL__CG_V1_MAX; i++)
+    if (fds[i] >= 0 && corral__write_all(fds[i], "0", 1) < 0)
+      return corral_error_set(err, errno, "join cgroup");
+  return 0;
+}
+
+void corral__cgroup_close_join(int fds[CORRAL__CG_V1_MAX])
+{
+  for (int i = 0; i < CORRAL__CG_V1_MAX; i++)
+    if (fds[i] >= 0)
+      {
+        close(fds[i]);
+        fds[i] = -1;
+      }
+}
+
 /* SIGKILL each pid listed in dir/cgroup.procs; returns how many were seen. */
 static int kill_listed(const char *dir)
 {

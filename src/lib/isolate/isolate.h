@@ -26,6 +26,14 @@ const char *corral__cgroup_mode_name(enum corral__cg_mode m);
 int corral__cgroup_create(struct corral__cgroup *cg, const char *name,
                           const corral_config_t *cfg, corral_error_t *err);
 int corral__cgroup_enter(struct corral__cgroup *cg, pid_t pid, corral_error_t *err);
+/* Joining from inside: the supervisor opens the cgroups' attach files (v1
+ * `tasks`, v2 `cgroup.procs`) while it is host root; the new process writes
+ * "0" to them itself.  The kernel checks the opener's credentials, and a
+ * thread moving itself through v1 `tasks` skips the global threadgroup lock
+ * whose RCU grace period otherwise costs ~10 ms per run. */
+int corral__cgroup_open_join(struct corral__cgroup *cg, int fds[CORRAL__CG_V1_MAX], corral_error_t *err);
+int corral__cgroup_join_self(const int fds[CORRAL__CG_V1_MAX], corral_error_t *err);
+void corral__cgroup_close_join(int fds[CORRAL__CG_V1_MAX]);
 /* SIGKILL every process in the cgroup. */
 void corral__cgroup_kill(struct corral__cgroup *cg);
 /* OOM kills, peak memory, CPU (ms) of the cgroup; fields stay 0 if unknown. */
@@ -70,7 +78,10 @@ struct corral__seccomp
   struct sock_fprog allow; /* the syscall allowlist */
   struct sock_fprog args;  /* argument checks (ioctl, clone flags, sockets) */
 };
+/* The policy as shipped (precompiled at build time). */
 int corral__seccomp_build(struct corral__seccomp *s, corral_error_t *err);
+/* The policy compiled now with libseccomp (the build tool and tests). */
+int corral__seccomp_compile(struct corral__seccomp *s, corral_error_t *err);
 int corral__seccomp_load(const struct corral__seccomp *s, corral_error_t *err);
 void corral__seccomp_release(struct corral__seccomp *s);
 

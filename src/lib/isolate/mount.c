@@ -79,8 +79,8 @@ static int set_attr(const char *path, uint64_t attr, bool recursive, corral_erro
   return 0;
 }
 
-/* Bind src on dst and make it read-only at once, so no window exists in
- * which the sandbox side could write through it. */
+/* Bind src on dst read-only, for mounts made after the new root as a
+ * whole became read-only. */
 static int bind_ro(const char *src, const char *dst, corral_error_t *err)
 {
   if (mnt(src, dst, NULL, MS_BIND | MS_REC, NULL, err) < 0)
@@ -103,7 +103,7 @@ static int make_mountpoint(const char *path, bool dir, corral_error_t *err)
   return 0;
 }
 
-/* Mirror src at dst: symlinks are copied, everything else bound read-only. */
+/* Mirror src at dst: symlinks are copied, everything else bound. */
 static int mirror(const char *src, const char *dst, corral_error_t *err)
 {
   struct stat st;
@@ -122,7 +122,9 @@ static int mirror(const char *src, const char *dst, corral_error_t *err)
     }
   if (make_mountpoint(dst, S_ISDIR(st.st_mode), err) < 0)
     return -1;
-  return bind_ro(src, dst, err);
+  /* Read-write only until build_tree() turns the whole new root
+   * read-only; no sandbox code runs before then. */
+  return mnt(src, dst, NULL, MS_BIND | MS_REC, NULL, err);
 }
 
 typedef bool (*entry_filter) (const char *name);

@@ -92,22 +92,19 @@ static void __attribute__((noreturn)) exec_fail(int fd, int code, corral_error_t
   _exit(code);
 }
 
-/* The command's side: lock down, then exec.  Order matters: steps that
- * need privilege come before the steps that remove it, seccomp last so the
- * lockdown itself may use any syscall. */
-static void __attribute__((noreturn)) run_command(const corral_config_t *cfg, const struct corral__seccomp *sc,
-                                                  int failfd)
+/* The command: PID 1 locked the process down before forking it, so what is
+ * left is per-command state: a session, the fds, the directory, exec. */
+static void __attribute__((noreturn)) run_command(const corral_config_t *cfg, int failfd)
 {
   corral_error_t err = NULL;
   char *envp[CORRAL_MAX_ENV + 8];
   sigset_t none;
-  uid_t id = cfg->as_root ? 0 : CORRAL_SANDBOX_UID;
   const char *dir = cfg->workdir ? cfg->workdir : "/home/user";
 
   sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
   for (int s = 1; s < NSIG; s++)
     signal(s, SIG_DFL);
+  sigprocmask(SIG_SETMASK, &none, NULL);
   /* A new session has no controlling terminal: the host's tty cannot be
    * reached through /dev/tty, nor made to read injected input. */
   if (setsid() < 0)
@@ -118,25 +115,13 @@ static void __attribute__((noreturn)) run_command(const corral_config_t *cfg, co
   if (dup3(failfd, 3, O_CLOEXEC) < 0)
     _exit(125);
   failfd = 3;
-  /* Whatever the caller leaked without CLOEXEC stays outside. */
   corral__close_fds_from(4);
-  if (corral__set_rlimits(cfg, &err) < 0)
-    exec_fail(failfd, 125, &err);
   if (chdir(dir) < 0)
     {
       corral_error_set(&err, errno, "working directory `%s`", dir);
       exec_fail(failfd, 125, &err);
     }
   build_env(cfg, envp, sizeof(envp) / sizeof(*envp));
-  if (corral__drop_privileges(id, id, &err) < 0)
-    exec_fail(failfd, 125, &err);
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-    {
-      corral_error_set(&err, errno, "no_new_privs");
-      exec_fail(failfd, 125, &err);
-    }
-  if (corral__landlock_apply(cfg, &err) < 0 || corral__seccomp_load(sc, &err) < 0)
-    exec_fail(failfd, 125, &err);
   execvpe(cfg->argv[0], cfg->argv, envp);
   int e = errno;
   corral_error_set(&err, e, "%s `%s`", e == ENOENT ? "command not found" : "cannot execute", cfg->argv[0]);
@@ -181,15 +166,75 @@ static void __attribute__((noreturn)) init_loop(int sock, pid_t cmd)
     }
 }
 
+/* Namespaces the supervisor could not create for us: the cgroup namespace
+ * must start at our own cgroup, which we just joined; a time namespace
+ * applies to children only. */
+static int enter_late_namespaces(corral_error_t *err)
+{
+  if (unshare(CLONE_NEWCGROUP) < 0)
+    return corral_error_set(err, errno, "cgroup namespace");
+  if (unshare(CLONE_NEWTIME) < 0 && errno != EINVAL)
+    return corral_error_set(err, errno, "time namespace");
+  return 0;
+}
+
+/* Everything PID 1 and the command share, in order of defence; after this
+ * the process can only wait, signal, fork and exec within the sandbox. */
+static int lock_down(const corral_config_t *cfg, const struct corral__seccomp *sc, corral_error_t *err)
+{
+  uid_t id = cfg->as_root ? 0 : CORRAL_SANDBOX_UID;
+  if (corral__set_rlimits(cfg, err) < 0 || corral__drop_privileges(id, id, err) < 0)
+    return -1;
+  /* Changing uid resets dumpability: nobody inside may read PID 1's
+   * memory or open its /proc/1/exe. */
+  if (prctl(PR_SET_DUMPABLE, 0) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    return corral_error_set(err, errno, "prctl");
+  if (corral__landlock_apply(cfg, err) < 0 || corral__seccomp_load(sc, err) < 0)
+    return -1;
+  return 0;
+}
+
+static void build_sandbox(const corral_config_t *cfg, const int join_fds[], int sock, corral_error_t *err)
+{
+  struct corral__sources srcs;
+  const char *hn = cfg->hostname ? cfg->hostname : "corral";
+
+  if (corral__cgroup_join_self(join_fds, err) < 0 || enter_late_namespaces(err) < 0)
+    init_fail(sock, 125, err);
+  /* Open the host paths to mount while this process still has the
+   * supervisor's host uid for path lookups (root-owned 0700 directories
+   * such as /root stay reachable), but already in our own mount namespace,
+   * where the mounts behind the fds may be bound from. */
+  if (corral__sources_open(cfg, &srcs, err) < 0)
+    init_fail(sock, 125, err);
+  if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+    {
+      corral_error_set(err, errno, "become root in the user namespace");
+      init_fail(sock, 125, err);
+    }
+  prctl(PR_SET_DUMPABLE, 0);
+  if (corral__setup_rootfs(cfg, &srcs, err) < 0)
+    {
+      corral_error_wrap(err, "set up the sandbox filesystem");
+      init_fail(sock, 125, err);
+    }
+  if (sethostname(hn, strlen(hn)) < 0)
+    {
+      corral_error_set(err, errno, "sethostname");
+      init_fail(sock, 125, err);
+    }
+  if (corral__loopback_up(err) < 0)
+    init_fail(sock, 125, err);
+}
+
 static void __attribute__((noreturn)) sandbox_init(const corral_config_t *cfg, const struct corral__seccomp *sc,
-                                                   int sock)
+                                                   const int join_fds[], int sock)
 {
   corral_error_t err = NULL;
   struct msg m;
   sigset_t all;
   int pfd[2];
   struct exec_failure f;
-  struct corral__sources srcs;
 
   /* If the supervisor dies, so does the sandbox (and, as PID 1, all of it). */
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -198,48 +243,18 @@ static void __attribute__((noreturn)) sandbox_init(const corral_config_t *cfg, c
   signal(SIGCHLD, SIG_DFL);
   if (recv(sock, &m, sizeof(m), 0) != (ssize_t) sizeof(m) || m.type != MSG_GO)
     _exit(125);
-  /* Open the host paths to mount while this process still has the
-   * supervisor's host uid for path lookups (root-owned 0700 directories
-   * such as /root stay reachable), but already in our own mount namespace,
-   * where the mounts behind the fds may be bound from. */
-  if (corral__sources_open(cfg, &srcs, &err) < 0)
-    init_fail(sock, 125, &err);
-  if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
-    {
-      corral_error_set(&err, errno, "become root in the user namespace");
-      init_fail(sock, 125, &err);
-    }
-  /* Nobody inside may read this process's memory or open its /proc/1/exe. */
-  prctl(PR_SET_DUMPABLE, 0);
-  /* Now that the supervisor has put us in our cgroup, make it our root. */
-  if (unshare(CLONE_NEWCGROUP) < 0)
-    {
-      corral_error_set(&err, errno, "cgroup namespace");
-      init_fail(sock, 125, &err);
-    }
-  if (unshare(CLONE_NEWTIME) < 0 && errno != EINVAL)
-    {
-      corral_error_set(&err, errno, "time namespace");
-      init_fail(sock, 125, &err);
-    }
-  if (corral__setup_rootfs(cfg, &srcs, &err) < 0)
-    {
-      corral_error_wrap(&err, "set up the sandbox filesystem");
-      init_fail(sock, 125, &err);
-    }
-  /* Host fds (the sources, anything the caller leaked) end here. */
+  build_sandbox(cfg, join_fds, sock, &err);
+  /* Host fds (mount sources, cgroup files, whatever the caller leaked)
+   * end here. */
   if (dup3(sock, 3, O_CLOEXEC) < 0)
     _exit(125);
   sock = 3;
   corral__close_fds_from(4);
-  const char *hn = cfg->hostname ? cfg->hostname : "corral";
-  if (sethostname(hn, strlen(hn)) < 0)
+  if (lock_down(cfg, sc, &err) < 0)
     {
-      corral_error_set(&err, errno, "sethostname");
+      corral_error_wrap(&err, "lock down the sandbox");
       init_fail(sock, 125, &err);
     }
-  if (corral__loopback_up(&err) < 0)
-    init_fail(sock, 125, &err);
   if (pipe2(pfd, O_CLOEXEC) < 0)
     {
       corral_error_set(&err, errno, "pipe");
@@ -255,19 +270,9 @@ static void __attribute__((noreturn)) sandbox_init(const corral_config_t *cfg, c
     {
       close(sock);
       close(pfd[0]);
-      run_command(cfg, sc, pfd[1]);
+      run_command(cfg, pfd[1]);
     }
   close(pfd[1]);
-  /* PID 1 needs no privilege from here on: it only waits and forwards
-   * signals, for which it takes the command's uid (signals need a matching
-   * uid once CAP_KILL is gone).  Changing uid resets dumpability. */
-  uid_t id = cfg->as_root ? 0 : CORRAL_SANDBOX_UID;
-  if (corral__drop_privileges(id, id, &err) < 0 || prctl(PR_SET_DUMPABLE, 0) < 0
-      || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || corral__seccomp_load(sc, &err) < 0)
-    {
-      corral_error_set(&err, errno, "lock down PID 1");
-      init_fail(sock, 125, &err);
-    }
   if (corral__read_all(pfd[0], &f, sizeof(f)) == (ssize_t) sizeof(f))
     {
       f.text[sizeof(f.text) - 1] = '\0';
@@ -426,28 +431,35 @@ static pid_t clone_sandbox(void)
 static int start_sandbox(struct supervise *s, const corral_config_t *cfg, const struct corral__seccomp *sc,
                          const struct corral__idrange *ids, corral_error_t *err)
 {
-  int sv[2];
+  int sv[2], join[CORRAL__CG_V1_MAX];
+  if (corral__cgroup_open_join(s->cg, join, err) < 0)
+    return -1;
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-    return corral_error_set(err, errno, "socketpair");
+    {
+      corral__cgroup_close_join(join);
+      return corral_error_set(err, errno, "socketpair");
+    }
   s->pid = clone_sandbox();
   if (s->pid < 0)
     {
       int e = errno;
       close(sv[0]);
       close(sv[1]);
+      corral__cgroup_close_join(join);
       return corral_error_set(err, e, "create namespaces");
     }
   if (s->pid == 0)
     {
       close(sv[0]);
-      sandbox_init(cfg, sc, sv[1]);
+      sandbox_init(cfg, sc, join, sv[1]);
     }
   close(sv[1]);
+  corral__cgroup_close_join(join);
   s->sock = sv[0];
   s->pidfd = (int) syscall(SYS_pidfd_open, s->pid, 0);
   if (s->pidfd < 0)
     return corral_error_set(err, errno, "pidfd_open");
-  if (corral__cgroup_enter(s->cg, s->pid, err) < 0 || corral__write_id_maps(s->pid, ids, err) < 0)
+  if (corral__write_id_maps(s->pid, ids, err) < 0)
     return -1;
   send_msg(s->sock, MSG_GO, 0, 0, NULL);
   return 0;
