@@ -383,6 +383,26 @@ def test_python_runs():
     assert p.stdout == '{"a": 1}\n'
 
 
+def test_cgroup_v2_path_join_kill_remove():
+    """This host's v2 tree has no controllers; forcing v2 still exercises
+    creating, joining (cgroup.procs), cgroup.kill on timeout, cpu.stat and
+    removal.  Limits need controllers, so they are refused with a message."""
+    if not os.path.exists("/sys/fs/cgroup/unified/cgroup.procs") and not os.path.exists("/sys/fs/cgroup/cgroup.procs"):
+        pytest.skip("no cgroup v2 hierarchy")
+    env = dict(os.environ, CORRAL_CGROUP="v2")
+    p, r = run_result("--memory", "0", "--pids", "0", "--", "/bin/sh", "-c", "cat /proc/self/cgroup", env=env)
+    assert p.returncode == 0 and r["cgroup"] == "v2"
+    assert p.stdout.strip().splitlines()[-1] == "0::/"  # its own cgroup namespace
+    p, r = run_result("--memory", "0", "--pids", "0", "--timeout", "1", "--", "/bin/sh", "-c",
+                      "sleep 100 & while :; do :; done", env=env)
+    assert r["reason"] == "timeout" and r["cpu_user_ms"] >= 500
+    with open("/sys/fs/cgroup/unified/cgroup.controllers") as f:
+        has_memory = "memory" in f.read().split()
+    if not has_memory:
+        p = corral("run", "--memory", "64M", "--", "/bin/true", env=env)
+        assert p.returncode == 125 and "no memory controller" in p.stderr
+
+
 # ---- bad input ----
 
 @pytest.mark.parametrize("args,needle", [

@@ -63,6 +63,10 @@ enum corral__cg_mode corral__cgroup_detect(void)
 
   if (force && strcmp(force, "none") == 0)
     return CORRAL_CG_NONE;
+  /* Forcing v2 on a hybrid host whose v2 tree has no controllers still
+   * gives a cgroup to join, kill and account (used by the tests). */
+  if (force && strcmp(force, "v2") == 0)
+    return v2_root(root, sizeof(root)) ? CORRAL_CG_V2 : CORRAL_CG_NONE;
   if (v2_root(root, sizeof(root)) != NULL
       && corral__read_file_at(AT_FDCWD, (snprintf(path, sizeof(path), "%s/cgroup.controllers", root), path),
                               ctrls, sizeof(ctrls)) >= 0
@@ -119,14 +123,25 @@ static int write_at(const char *dir, const char *file, const char *val, corral_e
   return corral__write_file(path, val, strlen(val), err);
 }
 
-static int v2_enable_controllers(const char *root, const char *parent, corral_error_t *err)
+static int v2_enable_controllers(const char *root, const char *parent, const corral_config_t *cfg,
+                                 corral_error_t *err)
 {
-  char ctrls[512], path[4096];
-  /* Only what the root offers; cpu is optional (some hosts lack it). */
+  static const char *const names[] = { "memory", "pids", "cpu" };
+  const bool wanted[] = { cfg->memory_bytes != 0, cfg->pids != 0, cfg->cpu_millis != 0 };
+  char ctrls[512], path[4096], want[64] = "";
+
   snprintf(path, sizeof(path), "%s/cgroup.controllers", root);
   if (corral__read_file_at(AT_FDCWD, path, ctrls, sizeof(ctrls)) < 0)
     return corral_error_set(err, errno, "read `%s`", path);
-  const char *want = has_word(ctrls, "cpu") ? "+memory +pids +cpu" : "+memory +pids";
+  for (int i = 0; i < 3; i++)
+    {
+      if (has_word(ctrls, names[i]))
+        snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s+%s", *want ? " " : "", names[i]);
+      else if (wanted[i])
+        return corral_error_set(err, ENOTSUP, "cgroup v2 at `%s` has no %s controller", root, names[i]);
+    }
+  if (*want == '\0')
+    return 0;
   if (write_at(root, "cgroup.subtree_control", want, err) < 0)
     return -1;
   return write_at(parent, "cgroup.subtree_control", want, err);
@@ -171,7 +186,7 @@ static int create_v2(struct corral__cgroup *cg, const char *name, const corral_c
   snprintf(parent, sizeof(parent), "%s/corral", root);
   if (mkdir(parent, 0755) < 0 && errno != EEXIST)
     return corral_error_set(err, errno, "mkdir `%s`", parent);
-  if (v2_enable_controllers(root, parent, err) < 0)
+  if (v2_enable_controllers(root, parent, cfg, err) < 0)
     return -1;
   if (asprintf(&cg->path, "%s/%s", parent, name) < 0)
     return corral_error_set(err, ENOMEM, "cgroup path");
@@ -276,8 +291,9 @@ int corral__cgroup_create(struct corral__cgroup *cg, const char *name, const cor
                             "memory+pids, or v1 memory+pids mounted under %s)", cgroup_root());
   if (r < 0)
     {
+      const char *mode = corral__cgroup_mode_name(cg->mode);
       corral__cgroup_destroy(cg, NULL);
-      return corral_error_wrap(err, "create cgroup (%s)", corral__cgroup_mode_name(cg->mode));
+      return corral_error_wrap(err, "create cgroup (%s)", mode);
     }
   return 0;
 }
