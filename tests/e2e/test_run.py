@@ -396,7 +396,8 @@ def test_cgroup_v2_path_join_kill_remove():
     p, r = run_result("--memory", "0", "--pids", "0", "--timeout", "1", "--", "/bin/sh", "-c",
                       "sleep 100 & while :; do :; done", env=env)
     assert r["reason"] == "timeout" and r["cpu_user_ms"] >= 500
-    with open("/sys/fs/cgroup/unified/cgroup.controllers") as f:
+    root = "/sys/fs/cgroup/unified" if os.path.exists("/sys/fs/cgroup/unified/cgroup.procs") else "/sys/fs/cgroup"
+    with open(f"{root}/cgroup.controllers") as f:
         has_memory = "memory" in f.read().split()
     if not has_memory:
         p = corral("run", "--memory", "64M", "--", "/bin/true", env=env)

@@ -137,10 +137,20 @@ __attribute__((format(printf, 5, 6))) static inline bool tap_is_str(const char *
   return r;
 }
 
-#define ok(cond, ...) tap_ok(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
-#define is_int(got, want, ...) tap_is_int((long long) (got), (long long) (want), __FILE__, __LINE__, __VA_ARGS__)
-#define is_u64(got, want, ...) tap_is_u64((uint64_t) (got), (uint64_t) (want), __FILE__, __LINE__, __VA_ARGS__)
-#define is_str(got, want, ...) tap_is_str((got), (want), __FILE__, __LINE__, __VA_ARGS__)
+/* The checked values are evaluated before the description's arguments, so
+ * a description may show what the check itself produced, e.g.
+ *   ok(f(&err) == 0, "f works (%s)", corral_error_message(err)); */
+#define ok(cond, ...) \
+  ({ bool tap_c_ = !!(cond); tap_ok(tap_c_, __FILE__, __LINE__, __VA_ARGS__); })
+#define is_int(got, want, ...) \
+  ({ long long tap_g_ = (long long) (got), tap_w_ = (long long) (want); \
+     tap_is_int(tap_g_, tap_w_, __FILE__, __LINE__, __VA_ARGS__); })
+#define is_u64(got, want, ...) \
+  ({ uint64_t tap_g_ = (uint64_t) (got), tap_w_ = (uint64_t) (want); \
+     tap_is_u64(tap_g_, tap_w_, __FILE__, __LINE__, __VA_ARGS__); })
+#define is_str(got, want, ...) \
+  ({ const char *tap_g_ = (got), *tap_w_ = (want); \
+     tap_is_str(tap_g_, tap_w_, __FILE__, __LINE__, __VA_ARGS__); })
 
 /* Count n tests as skipped (they pass, with a "# SKIP reason" directive). */
 static inline void skip(int n, const char *reason)

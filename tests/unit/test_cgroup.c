@@ -11,6 +11,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include "isolate/isolate.h"
 #include "tap.h"
@@ -163,6 +164,12 @@ static pid_t spawn_sleeper(int go_rd, int go_wr, int ready_wr, size_t touch_mb)
   if (gc == 0)
     for (;;)
       pause();
+  /* Burn 200 ms of CPU so the accounting has something to show. */
+  struct timespec t0, t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+  do
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < 200);
   if (touch_mb)
     {
       volatile char *m = malloc(touch_mb << 20);
@@ -280,8 +287,8 @@ static void test_lifecycle(void)
 
   /* Let it fork a grandchild (inherits the cgroup) and touch 8 MiB. */
   pid_t grandchild = -1;
-  ok(write(go[1], "g", 1) == 1 && read(ready[0], &grandchild, sizeof(grandchild)) == sizeof(grandchild),
-     "child forked grandchild %d and touched its memory", grandchild);
+  bool went = write(go[1], "g", 1) == 1 && read(ready[0], &grandchild, sizeof(grandchild)) == sizeof(grandchild);
+  ok(went, "child forked grandchild %d, burnt CPU and touched its memory", grandchild);
   close(go[1]);
   close(ready[0]);
   const char *procs_dir = cg.mode == CORRAL_CG_V2 ? cg.path : v1_path(&cg, "pids");
@@ -291,6 +298,11 @@ static void test_lifecycle(void)
   corral__cgroup_stats(&cg, &oom, &peak, &user, &sys);
   is_u64(oom, 0, "no OOM kill so far");
   ok(peak >= (8ULL << 20), "peak memory covers the 8 MiB touched (%llu)", (unsigned long long) peak);
+  if (cg.mode == CORRAL_CG_V2 || v1_path(&cg, "cpuacct"))
+    ok(user + sys >= 100, "CPU accounting sees the 200 ms burnt (user %llu ms, sys %llu ms)",
+       (unsigned long long) user, (unsigned long long) sys);
+  else
+    skip(1, "no cpuacct hierarchy: CPU time is not accounted");
 
   corral__cgroup_kill(&cg);
   ok(reap(child, &st) == child && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "kill: child ended by SIGKILL");
@@ -354,11 +366,22 @@ static void test_oom(void)
   corral_error_release(&err);
   ok(write(go[1], "g", 1) == 1, "let the child allocate 64 MiB under a 16 MiB limit");
   close(go[1]);
+  /* Wait up to 30 s for the OOM killer (the grandchild keeps `ready` open,
+   * so its EOF cannot be the signal). */
+  pid_t r = 0;
+  for (int i = 0; i < 3000 && (r = waitpid(child, &st, WNOHANG)) == 0; i++)
+    usleep(10000);
+  if (r == 0)
+    {
+      diag("the child outlived its memory limit; killing it");
+      corral__cgroup_kill(&cg);
+      r = reap(child, &st);
+    }
   pid_t gc = 0;
-  ssize_t n = read(ready[0], &gc, sizeof(gc)); /* EOF when the child dies first */
+  fcntl(ready[0], F_SETFL, O_NONBLOCK);
+  ok(read(ready[0], &gc, sizeof(gc)) <= 0 || gc <= 0, "the child never finished touching the memory");
   close(ready[0]);
-  ok(n == 0, "the child never finished touching the memory");
-  ok(reap(child, &st) == child && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the child was SIGKILLed");
+  ok(r == child && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the child was SIGKILLed");
   corral__cgroup_stats(&cg, &oom, &peak, &user, &sys);
   ok(oom >= 1, "stats count the OOM kill (%llu)", (unsigned long long) oom);
   ok(peak > 0 && peak <= cfg.memory_bytes, "peak memory is within the limit (%llu)", (unsigned long long) peak);
