@@ -136,9 +136,8 @@ def test_host_uid_is_unprivileged_range():
             time.sleep(0.02)
         assert uids, "no sandbox process seen on the host"
         for pid in uids:
-            with open(f"/proc/{pid}/status") as f:
-                uid_line = [l for l in f if l.startswith("Uid:")][0]
-            assert all(int(u) >= 2000000000 for u in uid_line.split()[1:])
+            ids = _status(pid).get("Uid", "").split() + _status(pid).get("Gid", "").split()
+            assert all(int(u) >= 2000000000 for u in ids)
     finally:
         p.wait(timeout=10)
 

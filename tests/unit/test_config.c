@@ -100,7 +100,10 @@ static void test_validate(void)
   cfg.rootfs = file;
   check_validate(&cfg, ENOTDIR, "rootfs that is a file");
   cfg.rootfs = tmpdir;
-  check_validate(&cfg, 0, "rootfs that is a directory");
+  chmod(tmpdir, 0700);
+  check_validate(&cfg, EACCES, "rootfs directory without o+rx");
+  chmod(tmpdir, 0755);
+  check_validate(&cfg, 0, "rootfs that is a directory (0755)");
   cfg.rootfs = NULL;
 
   /* workdir */

@@ -401,6 +401,22 @@ static void test_build_release(void)
   ok(corral__seccomp_build(&s, &err) == 0, "seccomp_build succeeds (%s)", corral_error_message(err));
   ok(s.allow.filter != NULL && s.allow.len > 0, "allowlist program is non-empty (%u insns)", s.allow.len);
   ok(s.args.filter != NULL && s.args.len > 0, "argument program is non-empty (%u insns)", s.args.len);
+  /* The library ships the policy precompiled at build time; compiling it
+   * now from seccomp_policy.c must give the very same programs. */
+  struct corral__seccomp now;
+  if (ok(corral__seccomp_compile(&now, &err) == 0, "seccomp_compile succeeds (%s)", corral_error_message(err)))
+    {
+      ok(now.allow.len == s.allow.len
+             && memcmp(now.allow.filter, s.allow.filter, s.allow.len * sizeof(*s.allow.filter)) == 0,
+         "built allowlist equals the one compiled from the policy now (%u/%u insns)", s.allow.len,
+         now.allow.len);
+      ok(now.args.len == s.args.len
+             && memcmp(now.args.filter, s.args.filter, s.args.len * sizeof(*s.args.filter)) == 0,
+         "built argument filter equals the one compiled from the policy now (%u/%u insns)", s.args.len,
+         now.args.len);
+      corral__seccomp_release(&now);
+    }
+  corral_error_release(&err);
   corral__seccomp_release(&s);
   ok(s.allow.filter == NULL && s.args.filter == NULL && s.allow.len == 0 && s.args.len == 0,
      "release clears both programs");
