@@ -125,19 +125,25 @@ def test_identity_user_and_root():
 
 
 def test_host_uid_is_unprivileged_range():
-    # The sandbox's processes are seen on the host with a uid >= 2e9, never 0.
-    p = subprocess.Popen([CORRAL, "run", "--root", "--", "/bin/sleep", "2"])
+    # Root inside the sandbox is an unprivileged host uid/gid (>= 2e9), never 0.
+    marker = "2.%d" % (os.getpid() % 1000)
+    p = subprocess.Popen([CORRAL, "run", "--root", "--", "/bin/sleep", marker])
     try:
         deadline = time.time() + 5
-        uids = []
-        while time.time() < deadline and not uids:
-            uids = [d for d in os.listdir("/proc")
-                    if d.isdigit() and int((_status(d).get("Uid") or "0").split()[0]) >= 2000000000]
+        pids = []
+        while time.time() < deadline and not pids:
+            for d in os.listdir("/proc"):
+                try:
+                    with open(f"/proc/{d}/cmdline", "rb") as f:
+                        if f.read() == b"/bin/sleep\0" + marker.encode() + b"\0":
+                            pids.append(d)
+                except OSError:
+                    pass
             time.sleep(0.02)
-        assert uids, "no sandbox process seen on the host"
-        for pid in uids:
-            ids = _status(pid).get("Uid", "").split() + _status(pid).get("Gid", "").split()
-            assert all(int(u) >= 2000000000 for u in ids)
+        assert pids, "the sandboxed sleep was not seen on the host"
+        st = _status(pids[0])
+        ids = st["Uid"].split() + st["Gid"].split()
+        assert all(int(u) >= 2000000000 for u in ids), ids
     finally:
         p.wait(timeout=10)
 
