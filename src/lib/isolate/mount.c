@@ -267,7 +267,7 @@ static int populate_dev(corral_error_t *err)
  * read-only where programs read them, hidden where nobody should. */
 static int mask_proc(corral_error_t *err)
 {
-  static const char *const ro[] = { "sys", "sysrq-trigger", "irq", "bus", "fs", NULL };
+  static const char *const ro[] = { "sys", "sysrq-trigger", "irq", "bus", "fs", "pressure", NULL };
   static const char *const hide_files[] = { "kcore", "keys", "key-users", "timer_list", "sched_debug",
                                             "latency_stats", "kallsyms", "kmsg", "config.gz",
                                             "kpagecount", "kpageflags", "kpagecgroup", "pagetypeinfo", NULL };

@@ -160,15 +160,18 @@ static int build_argument_checks(scmp_filter_ctx ctx, corral_error_t *err)
       if (add(ctx, eperm, "clone", 1, &a, err) < 0)
         return -1;
     }
-  /* Raw IP sockets would let the sandbox forge packets. */
+  /* Raw IP sockets would let the sandbox forge packets; SOCK_PACKET is the
+   * old spelling of AF_PACKET that the kernel still maps over. */
   const int inet[] = { AF_INET, AF_INET6 };
+  const int raw_types[] = { SOCK_RAW, SOCK_PACKET };
   for (int i = 0; i < 2; i++)
-    {
-      struct scmp_arg_cmp a[2] = { SCMP_A0(SCMP_CMP_MASKED_EQ, 0xFFFFFFFFu, (scmp_datum_t) inet[i]),
-                                   SCMP_A1(SCMP_CMP_MASKED_EQ, 0xF, SOCK_RAW) };
-      if (add(ctx, eperm, "socket", 2, a, err) < 0)
-        return -1;
-    }
+    for (int t = 0; t < 2; t++)
+      {
+        struct scmp_arg_cmp a[2] = { SCMP_A0(SCMP_CMP_MASKED_EQ, 0xFFFFFFFFu, (scmp_datum_t) inet[i]),
+                                     SCMP_A1(SCMP_CMP_MASKED_EQ, 0xF, (scmp_datum_t) raw_types[t]) };
+        if (add(ctx, eperm, "socket", 2, a, err) < 0)
+          return -1;
+      }
   /* mknod stays for FIFOs and sockets; device nodes never. */
   const unsigned dev_types[] = { S_IFCHR, S_IFBLK };
   for (int i = 0; i < 2; i++)
