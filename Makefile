@@ -64,9 +64,10 @@ $(BUILD)/tests/unit/%: tests/unit/%.c tests/unit/tap.h $(BUILD)/lib/libcorral.a
 
 # The escape suite runs inside sandboxes whose root may not hold our libc:
 # link it statically.  No sanitizers: it runs under seccomp.
-$(BUILD)/tests/escape/escape: tests/escape/escape.c
+ESCAPE_SRC := $(sort $(wildcard tests/escape/*.c))
+$(BUILD)/tests/escape/escape: $(ESCAPE_SRC) $(wildcard tests/escape/*.h)
 	@mkdir -p $(dir $@)
-	gcc -std=gnu11 -O1 -g -Wall -Wextra -Werror -static $< -o $@
+	gcc -std=gnu11 -O1 -g -Wall -Wextra -Werror -static $(ESCAPE_SRC) -o $@
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(HEADERS)
 	@mkdir -p $(dir $@)
