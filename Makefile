@@ -81,8 +81,13 @@ unit: tests-build
 e2e escape: tests-build
 	CORRAL_BUILD=$(BUILD) $(PYTEST) -q tests/e2e
 
+# `make check` is the whole suite: the normal build, then the same tests
+# under ASan+UBSan (`make asan` alone runs only the latter).
 check: tests-build
 	CORRAL_BUILD=$(BUILD) tests/run-all.sh
+ifneq ($(SANITIZE),1)
+	$(MAKE) asan
+endif
 
 asan:
 	$(MAKE) check SANITIZE=1
