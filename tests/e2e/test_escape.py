@@ -1,4 +1,4 @@
-"""The escape suite: tests/escape/escape.c runs inside a sandbox and tries to
+"""The escape suite: tests/escape/ runs inside a sandbox and tries to
 break out; this side lays bait on the host and checks afterwards that none of
 it was touched.
 
