@@ -123,16 +123,27 @@ int corral_parse_duration_ms(const char *s, uint64_t *out, corral_error_t *err)
   return 0;
 }
 
+/* An absolute path naming something below the root: no "." or ".."
+ * component (".." could climb out of the new root while it is assembled,
+ * and "//" or "/." would bind over the root itself). */
 static bool valid_sandbox_path(const char *p)
 {
-  const char *c;
+  bool named = false;
   if (p[0] != '/' || strlen(p) >= 4096)
     return false;
-  /* ".." could climb out of the new root while it is being assembled. */
-  for (c = p; (c = strstr(c, "..")) != NULL; c += 2)
-    if ((c == p || c[-1] == '/') && (c[2] == '\0' || c[2] == '/'))
-      return false;
-  return true;
+  for (const char *c = p; *c;)
+    {
+      size_t n;
+      while (*c == '/')
+        c++;
+      if ((n = strcspn(c, "/")) == 0)
+        break;
+      if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+        return false;
+      named = true;
+      c += n;
+    }
+  return named;
 }
 
 int corral_parse_bind(const char *s, corral_bind_t *b, corral_error_t *err)
@@ -153,7 +164,7 @@ int corral_parse_bind(const char *s, corral_bind_t *b, corral_error_t *err)
     *mode++ = '\0';
   if (mode && strcmp(mode, "ro") != 0 && strcmp(mode, "rw") != 0)
     return corral_error_set(err, EINVAL, "invalid bind mode `%s` in `%s` (expected ro or rw)", mode, s);
-  if (*src == '\0' || !valid_sandbox_path(dst) || strcmp(dst, "/") == 0)
+  if (*src == '\0' || !valid_sandbox_path(dst))
     return corral_error_set(err, EINVAL,
                             "invalid bind `%s` (SRC must be set, DST absolute, not / and without ..)", s);
   b->read_only = mode != NULL && strcmp(mode, "ro") == 0;

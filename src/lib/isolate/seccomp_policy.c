@@ -127,7 +127,7 @@ static int build_allowlist(scmp_filter_ctx ctx, corral_error_t *err)
   const scmp_datum_t personas[] = { 0x0, 0x8, 0xffffffff };
   for (int i = 0; i < 3; i++)
     {
-      struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_EQ, personas[i]);
+      struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_EQ, personas[i], 0);
       if (add(ctx, SCMP_ACT_ALLOW, "personality", 1, &a, err) < 0)
         return -1;
     }
@@ -135,7 +135,7 @@ static int build_allowlist(scmp_filter_ctx ctx, corral_error_t *err)
    * is refused, even though the kernel would truncate it to an int. */
   for (size_t i = 0; i < sizeof(socket_families) / sizeof(*socket_families); i++)
     {
-      struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t) socket_families[i]);
+      struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t) socket_families[i], 0);
       if (add(ctx, SCMP_ACT_ALLOW, "socket", 1, &a, err) < 0)
         return -1;
     }

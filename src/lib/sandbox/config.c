@@ -43,7 +43,7 @@ static bool valid_hostname(const char *h)
   for (const char *p = h; *p; p++)
     if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-'))
       return false;
-  return h[0] != '-';
+  return h[0] != '-' && h[n - 1] != '-';
 }
 
 int corral_config_validate(const corral_config_t *cfg, corral_error_t *err)
