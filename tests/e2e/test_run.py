@@ -49,7 +49,7 @@ def _has_corral_ancestor(pid):
     for _ in range(64):
         st = _status(pid)
         if not st:
-            return False
+            return True  # it (or an ancestor) exited while we looked: not a survivor
         if st.get("Name") == "corral":
             return True
         pid = int(st.get("PPid", "0"))
