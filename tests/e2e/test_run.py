@@ -45,28 +45,29 @@ def _status(pid):
     return fields
 
 
-def _has_corral_ancestor(pid):
+def _supervised(pid):
+    """Whether a sandbox process still has its supervisor: walk up through the
+    sandbox's uid range; the first process outside it must be a `corral`."""
     for _ in range(64):
         st = _status(pid)
         if not st:
             return True  # it (or an ancestor) exited while we looked: not a survivor
-        if st.get("Name") == "corral":
-            return True
+        if int(st.get("Uid", "0").split()[0]) < 2000000000:
+            return st.get("Name") == "corral"
         pid = int(st.get("PPid", "0"))
-        if pid <= 1:
+        if pid <= 0:
             return False
     return False
 
 
 def sandbox_processes():
-    """Host pids in corral's sandbox id ranges (uid >= 2e9) with no live corral
-    supervisor above them: processes that outlived their sandbox."""
+    """Host pids in corral's sandbox id ranges (uid >= 2e9) whose supervisor
+    is gone: processes that outlived their sandbox."""
     out = []
     for d in glob.glob("/proc/[0-9]*"):
         pid = int(d.split("/")[2])
-        st = _status(pid)
-        uid = st.get("Uid", "0").split()
-        if uid and int(uid[0]) >= 2000000000 and not _has_corral_ancestor(pid):
+        uid = _status(pid).get("Uid", "0").split()
+        if uid and int(uid[0]) >= 2000000000 and not _supervised(pid):
             out.append(pid)
     return out
 
@@ -352,8 +353,13 @@ def test_sigkilled_supervisor_leaves_nothing():
     assert p.stdout.readline() == "ready\n"
     p.kill()
     p.wait()
-    # The sandbox dies with its supervisor (PDEATHSIG on PID 1); the next
-    # run (or `corral gc`) sweeps the cgroup.
+    # The sandbox dies with its supervisor (PDEATHSIG on PID 1, re-armed
+    # after every credential change); the next run or `corral gc` sweeps
+    # the cgroup.
+    deadline = time.time() + 5
+    while time.time() < deadline and sandbox_processes():
+        time.sleep(0.05)
+    assert sandbox_processes() == []
     corral("run", "--", "/bin/true", check=0)
     corral("gc", check=0)
 

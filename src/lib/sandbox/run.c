@@ -166,6 +166,17 @@ static void __attribute__((noreturn)) init_loop(int sock, pid_t cmd)
     }
 }
 
+/* The kernel clears the parent-death signal on every credential change,
+ * so PID 1 re-arms it after each one; if the supervisor died in between,
+ * its end of the socket is closed, and PID 1 ends the sandbox itself. */
+static void rearm_deathsig(int sock)
+{
+  struct pollfd p = { .fd = sock, .events = POLLIN };
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR)))
+    _exit(125);
+}
+
 /* Namespaces the supervisor could not create for us: the cgroup namespace
  * must start at our own cgroup, which we just joined; a time namespace
  * applies to children only. */
@@ -212,6 +223,7 @@ static void build_sandbox(const corral_config_t *cfg, const int join_fds[], int 
       corral_error_set(err, errno, "become root in the user namespace");
       init_fail(sock, 125, err);
     }
+  rearm_deathsig(sock);
   prctl(PR_SET_DUMPABLE, 0);
   if (corral__setup_rootfs(cfg, &srcs, err) < 0)
     {
@@ -255,6 +267,7 @@ static void __attribute__((noreturn)) sandbox_init(const corral_config_t *cfg, c
       corral_error_wrap(&err, "lock down the sandbox");
       init_fail(sock, 125, &err);
     }
+  rearm_deathsig(sock);
   if (pipe2(pfd, O_CLOEXEC) < 0)
     {
       corral_error_set(&err, errno, "pipe");
