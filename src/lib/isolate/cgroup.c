@@ -85,13 +85,19 @@ const char *corral__cgroup_mode_name(enum corral__cg_mode m)
 }
 
 /* This process's own path in the v1 hierarchy of `ctrl` ("/" if unknown). */
-static void own_v1_path(const char *ctrl, char *out, size_t size)
+/* /proc/self/cgroup, read once per operation and parsed per controller. */
+static void read_self_cgroup(char *buf, size_t size)
+{
+  if (corral__read_file_at(AT_FDCWD, "/proc/self/cgroup", buf, size) < 0)
+    buf[0] = '\0';
+}
+
+static void own_v1_path(const char *self, const char *ctrl, char *out, size_t size)
 {
   char buf[4096];
   char *line, *save = NULL;
   snprintf(out, size, "/");
-  if (corral__read_file_at(AT_FDCWD, "/proc/self/cgroup", buf, sizeof(buf)) < 0)
-    return;
+  snprintf(buf, sizeof(buf), "%s", self);
   for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
     {
       char *c = strchr(line, ':'), *p = c ? strchr(c + 1, ':') : NULL;
@@ -106,10 +112,10 @@ static void own_v1_path(const char *ctrl, char *out, size_t size)
     }
 }
 
-static int v1_parent(const char *ctrl, char *out, size_t size)
+static int v1_parent(const char *self, const char *ctrl, char *out, size_t size)
 {
   char own[2048];
-  own_v1_path(ctrl, own, sizeof(own));
+  own_v1_path(self, ctrl, own, sizeof(own));
   if (strcmp(own, "/") == 0)
     own[0] = '\0';
   /* A process already below a corral cgroup (nested use) keeps to it. */
@@ -248,6 +254,8 @@ static bool shares_hierarchy(struct corral__cgroup *cg, int i)
 static int create_v1(struct corral__cgroup *cg, const char *name, const corral_config_t *cfg,
                      corral_error_t *err)
 {
+  char self[4096];
+  read_self_cgroup(self, sizeof(self));
   for (int i = 0; i < CORRAL__CG_V1_MAX; i++)
     {
       char parent[4096], mnt[4096];
@@ -258,7 +266,7 @@ static int create_v1(struct corral__cgroup *cg, const char *name, const corral_c
             return corral_error_set(err, errno, "cgroup v1 controller `%s` is not available", v1_ctrl[i]);
           continue;
         }
-      if (v1_parent(v1_ctrl[i], parent, sizeof(parent)) < 0
+      if (v1_parent(self, v1_ctrl[i], parent, sizeof(parent)) < 0
           || corral__mkdir_p(parent, 0755, err) < 0)
         return corral_error_set(err, ENAMETOOLONG, "cgroup parent for %s", v1_ctrl[i]);
       if (asprintf(&cg->v1_paths[i], "%s/%s", parent, name) < 0)
@@ -488,8 +496,9 @@ static int gc_dir(const char *parent, corral_error_t *err)
 
 int corral__cgroup_gc(corral_error_t *err)
 {
-  char root[512], parent[4096];
+  char root[512], parent[4096], self[4096];
   int total = 0, r;
+  read_self_cgroup(self, sizeof(self));
   if (v2_root(root, sizeof(root)) != NULL)
     {
       snprintf(parent, sizeof(parent), "%s/corral", root);
@@ -499,7 +508,7 @@ int corral__cgroup_gc(corral_error_t *err)
     }
   for (int i = 0; i < CORRAL__CG_V1_MAX; i++)
     {
-      if (v1_parent(v1_ctrl[i], parent, sizeof(parent)) < 0)
+      if (v1_parent(self, v1_ctrl[i], parent, sizeof(parent)) < 0)
         continue;
       if ((r = gc_dir(parent, err)) < 0)
         return r;
