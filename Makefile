@@ -8,7 +8,7 @@ CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation
 CPPFLAGS += -Iinclude -D_FORTIFY_SOURCE=2
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -fstack-protector-strong -fPIE
-LIBS := -lseccomp -ljansson
+LIBS := -lseccomp -ljansson -lsqlite3 -lcrypto -lmicrohttpd -lcurl -lpthread
 LDFLAGS += -pie -Wl,-z,relro,-z,now
 
 ifeq ($(SANITIZE),1)
@@ -30,7 +30,7 @@ HEADERS := $(wildcard include/corral/*.h src/lib/*/*.h src/cli/*.h)
 PYTEST := /usr/bin/python3 -m pytest
 
 .PHONY: all check asan bench fuzz fuzz-build clean unit e2e escape tests-build
-all: $(BUILD)/bin/corral $(BUILD)/lib/libcorral.a
+all: $(BUILD)/bin/corral $(BUILD)/bin/corrald $(BUILD)/bin/corral-agent $(BUILD)/lib/libcorral.a
 
 $(BUILD)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
@@ -57,6 +57,17 @@ $(BUILD)/lib/libcorral.a: $(LIB_OBJ)
 $(BUILD)/bin/corral: $(CLI_OBJ) $(BUILD)/lib/libcorral.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LIBS) -o $@
+
+$(BUILD)/bin/corrald: src/daemon/main.c $(BUILD)/lib/libcorral.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LIBS) -o $@
+
+# The agent is PID 1 inside sandboxes whose root may not hold our libc, and
+# runs under seccomp: static, and never built with sanitizers.
+AGENT_SRC := src/agent/main.c $(wildcard src/lib/guest/*.c) $(wildcard src/lib/common/*.c) src/lib/isolate/caps.c
+$(BUILD)/bin/corral-agent: $(AGENT_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	gcc -std=gnu11 $(WARN) -O2 -g $(CPPFLAGS) -static $(AGENT_SRC) -o $@
 
 $(BUILD)/tests/unit/%: tests/unit/%.c tests/unit/tap.h $(BUILD)/lib/libcorral.a
 	@mkdir -p $(dir $@)

@@ -14,6 +14,9 @@ fi
 PACKAGES=(
   # build
   build-essential pkg-config libc6-dev libseccomp-dev libjansson-dev
+  libmicrohttpd-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
+  # the default template "base": the host's /usr with these
+  python3-numpy python3-pandas python3-matplotlib nodejs
   # tests: TAP runner, pytest, fuzzers (clang + libFuzzer runtime), tools the tests call
   perl python3 python3-pytest clang libclang-rt-14-dev util-linux procps
   # benchmark contenders

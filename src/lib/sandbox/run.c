@@ -33,15 +33,7 @@
 #define CLONE_NEWTIME 0x00000080
 #endif
 
-enum msg_type { MSG_GO = 1, MSG_ERROR, MSG_STARTED, MSG_EXIT };
-
-struct msg
-{
-  int type;
-  int status;    /* MSG_EXIT: wait status; MSG_ERROR: suggested exit code */
-  int err_no;
-  char text[1024];
-};
+#include "sandbox.h"
 
 /* What the command sends PID 1 through its CLOEXEC pipe if exec fails. */
 struct exec_failure
@@ -51,7 +43,7 @@ struct exec_failure
   char text[1000];
 };
 
-static void send_msg(int fd, int type, int status, int err_no, const char *text)
+void corral__send_msg(int fd, int type, int status, int err_no, const char *text)
 {
   struct msg m = { .type = type, .status = status, .err_no = err_no };
   if (text)
@@ -128,9 +120,9 @@ static void __attribute__((noreturn)) run_command(const corral_config_t *cfg, in
   exec_fail(failfd, e == ENOENT ? 127 : 126, &err);
 }
 
-static void __attribute__((noreturn)) init_fail(int sock, int code, corral_error_t *err)
+void __attribute__((noreturn)) corral__init_fail(int sock, int code, corral_error_t *err)
 {
-  send_msg(sock, MSG_ERROR, code, corral_error_status(*err), corral_error_message(*err));
+  corral__send_msg(sock, MSG_ERROR, code, corral_error_status(*err), corral_error_message(*err));
   _exit(code);
 }
 
@@ -160,7 +152,7 @@ static void __attribute__((noreturn)) init_loop(int sock, pid_t cmd)
       while ((p = waitpid(-1, &st, WNOHANG)) > 0)
         if (p == cmd)
           {
-            send_msg(sock, MSG_EXIT, st, 0, NULL);
+            corral__send_msg(sock, MSG_EXIT, st, 0, NULL);
             _exit(0);
           }
     }
@@ -191,7 +183,7 @@ static int enter_late_namespaces(corral_error_t *err)
 
 /* Everything PID 1 and the command share, in order of defence; after this
  * the process can only wait, signal, fork and exec within the sandbox. */
-static int lock_down(const corral_config_t *cfg, const struct corral__seccomp *sc, corral_error_t *err)
+int corral__lock_down(const corral_config_t *cfg, const struct corral__seccomp *sc, corral_error_t *err)
 {
   uid_t id = cfg->as_root ? 0 : CORRAL_SANDBOX_UID;
   if (corral__set_rlimits(cfg, err) < 0 || corral__drop_privileges(id, id, err) < 0)
@@ -205,38 +197,38 @@ static int lock_down(const corral_config_t *cfg, const struct corral__seccomp *s
   return 0;
 }
 
-static void build_sandbox(const corral_config_t *cfg, const int join_fds[], int sock, corral_error_t *err)
+void corral__build_sandbox(const corral_config_t *cfg, const int join_fds[], int sock, corral_error_t *err)
 {
   struct corral__sources srcs;
   const char *hn = cfg->hostname ? cfg->hostname : "corral";
 
   if (corral__cgroup_join_self(join_fds, err) < 0 || enter_late_namespaces(err) < 0)
-    init_fail(sock, 125, err);
+    corral__init_fail(sock, 125, err);
   /* Open the host paths to mount while this process still has the
    * supervisor's host uid for path lookups (root-owned 0700 directories
    * such as /root stay reachable), but already in our own mount namespace,
    * where the mounts behind the fds may be bound from. */
   if (corral__sources_open(cfg, &srcs, err) < 0)
-    init_fail(sock, 125, err);
+    corral__init_fail(sock, 125, err);
   if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
     {
       corral_error_set(err, errno, "become root in the user namespace");
-      init_fail(sock, 125, err);
+      corral__init_fail(sock, 125, err);
     }
   rearm_deathsig(sock);
   prctl(PR_SET_DUMPABLE, 0);
   if (corral__setup_rootfs(cfg, &srcs, err) < 0)
     {
       corral_error_wrap(err, "set up the sandbox filesystem");
-      init_fail(sock, 125, err);
+      corral__init_fail(sock, 125, err);
     }
   if (sethostname(hn, strlen(hn)) < 0)
     {
       corral_error_set(err, errno, "sethostname");
-      init_fail(sock, 125, err);
+      corral__init_fail(sock, 125, err);
     }
   if (corral__loopback_up(err) < 0)
-    init_fail(sock, 125, err);
+    corral__init_fail(sock, 125, err);
 }
 
 static void __attribute__((noreturn)) sandbox_init(const corral_config_t *cfg, const struct corral__seccomp *sc,
@@ -255,29 +247,29 @@ static void __attribute__((noreturn)) sandbox_init(const corral_config_t *cfg, c
   signal(SIGCHLD, SIG_DFL);
   if (recv(sock, &m, sizeof(m), 0) != (ssize_t) sizeof(m) || m.type != MSG_GO)
     _exit(125);
-  build_sandbox(cfg, join_fds, sock, &err);
+  corral__build_sandbox(cfg, join_fds, sock, &err);
   /* Host fds (mount sources, cgroup files, whatever the caller leaked)
    * end here. */
   if (dup3(sock, 3, O_CLOEXEC) < 0)
     _exit(125);
   sock = 3;
   corral__close_fds_from(4);
-  if (lock_down(cfg, sc, &err) < 0)
+  if (corral__lock_down(cfg, sc, &err) < 0)
     {
       corral_error_wrap(&err, "lock down the sandbox");
-      init_fail(sock, 125, &err);
+      corral__init_fail(sock, 125, &err);
     }
   rearm_deathsig(sock);
   if (pipe2(pfd, O_CLOEXEC) < 0)
     {
       corral_error_set(&err, errno, "pipe");
-      init_fail(sock, 125, &err);
+      corral__init_fail(sock, 125, &err);
     }
   pid_t cmd = fork();
   if (cmd < 0)
     {
       corral_error_set(&err, errno, "fork the command");
-      init_fail(sock, 125, &err);
+      corral__init_fail(sock, 125, &err);
     }
   if (cmd == 0)
     {
@@ -289,11 +281,11 @@ static void __attribute__((noreturn)) sandbox_init(const corral_config_t *cfg, c
   if (corral__read_all(pfd[0], &f, sizeof(f)) == (ssize_t) sizeof(f))
     {
       f.text[sizeof(f.text) - 1] = '\0';
-      send_msg(sock, MSG_ERROR, f.code, f.err_no, f.text);
+      corral__send_msg(sock, MSG_ERROR, f.code, f.err_no, f.text);
       _exit(f.code);
     }
   close(pfd[0]);
-  send_msg(sock, MSG_STARTED, 0, 0, NULL);
+  corral__send_msg(sock, MSG_STARTED, 0, 0, NULL);
   init_loop(sock, cmd);
 }
 
@@ -431,13 +423,14 @@ static void fill_result(struct supervise *s, const corral_config_t *cfg, const s
     }
 }
 
-static pid_t clone_sandbox(void)
+pid_t corral__clone_sandbox(int *pidfd)
 {
   unsigned long flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET
-                        | SIGCHLD;
+                        | SIGCHLD | (pidfd ? CLONE_PIDFD : 0);
   /* Raw clone with a NULL stack behaves like fork and takes every
-   * namespace in one step. */
-  return (pid_t) syscall(SYS_clone, flags, NULL, NULL, NULL, 0);
+   * namespace in one step; CLONE_PIDFD stores the pidfd through the
+   * parent_tid argument. */
+  return (pid_t) syscall(SYS_clone, flags, NULL, pidfd, NULL, 0);
 }
 
 /* Start PID 1 and hand it its identity; on success s->pid/sock are set. */
@@ -452,7 +445,7 @@ static int start_sandbox(struct supervise *s, const corral_config_t *cfg, const 
       corral__cgroup_close_join(join);
       return corral_error_set(err, errno, "socketpair");
     }
-  s->pid = clone_sandbox();
+  s->pid = corral__clone_sandbox(NULL);
   if (s->pid < 0)
     {
       int e = errno;
@@ -474,7 +467,7 @@ static int start_sandbox(struct supervise *s, const corral_config_t *cfg, const 
     return corral_error_set(err, errno, "pidfd_open");
   if (corral__write_id_maps(s->pid, ids, err) < 0)
     return -1;
-  send_msg(s->sock, MSG_GO, 0, 0, NULL);
+  corral__send_msg(s->sock, MSG_GO, 0, 0, NULL);
   return 0;
 }
 

@@ -1,0 +1,198 @@
+/* Private interface of the API layer (corrald's HTTP front end over the
+ * sandbox layer).  http.c owns libmicrohttpd and maps errors to statuses;
+ * the other files implement groups of routes. */
+#ifndef CORRAL_API_H
+#define CORRAL_API_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <corral/daemon.h>
+#include <corral/store.h>
+#include "../sandbox/box.h"
+#include "../guest/proto.h"
+
+#define API_MAX_BODY (1u << 20)
+#define API_MAX_PARAMS 4
+
+/* ---- the in-memory side of running sandboxes (registry.c) ---- */
+struct sbx
+{
+  char id[32];
+  char *tenant;
+  struct corral__box box;
+  uint64_t serial;
+  uint64_t memory_mb;
+  int64_t expires_ms;
+  json_t *env;            /* sandbox env, given to every command */
+  bool starting;          /* placeholder holding a quota slot */
+  const char *end_reason; /* set by whoever ends it on purpose */
+};
+
+struct metrics;
+
+struct daemon
+{
+  corral_daemon_options_t opt;
+  char *state_dir, *run_dir, *admin_key;
+  corral_store_t *store;
+  corral_audit_t *audit;
+  struct corral__spawner spawner;
+  pthread_mutex_t lock;     /* guards sbxs */
+  pthread_cond_t ended;     /* broadcast when a sandbox is finalised */
+  struct sbx **sbxs;
+  size_t n_sbxs, cap_sbxs;
+  uint64_t next_serial;
+  int epoll_fd, wake_fd;
+  pthread_t lifecycle;
+  bool lifecycle_started;
+  atomic_bool stopping;
+  struct metrics *metrics;
+};
+
+/* ---- a request (http.c) ---- */
+struct req;
+typedef int (*route_fn)(struct req *r);
+
+struct req
+{
+  struct daemon *d;
+  struct MHD_Connection *conn;
+  const char *method, *url;
+  char *params[API_MAX_PARAMS]; /* the '*' segments of the route */
+  route_fn handler;
+  bool streaming_upload;        /* the handler consumes the body itself */
+  char *tenant;                 /* authenticated tenant ("admin" for the admin key) */
+  bool admin;
+  char *body;
+  size_t body_len;
+  bool too_large, responded;
+  void *upload;                 /* state of a streamed upload (files.c) */
+  uint64_t t0_us;
+};
+
+/* Respond (http.c).  Every handler ends in exactly one of these. */
+int api_json(struct req *r, unsigned status, json_t *body); /* steals body; NULL body: no content */
+int api_fail(struct req *r, unsigned status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Map a library error (its errno) to a status and respond: the one table. */
+int api_fail_err(struct req *r, corral_error_t err, const char *context);
+int api_queue(struct req *r, unsigned status, struct MHD_Response *resp);
+/* The body parsed as a JSON object, or NULL after responding 400. */
+json_t *api_body_object(struct req *r);
+const char *api_query(struct req *r, const char *key);
+const char *api_header(struct req *r, const char *key);
+bool api_wants_ndjson(struct req *r);
+/* RFC 3339 UTC with milliseconds. */
+void api_time(int64_t ms, char *buf, size_t size);
+int64_t api_now_ms(void);
+void api_log(struct daemon *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void api_audit(struct daemon *d, json_t *record); /* steals record */
+struct MHD_Daemon *api_http_start(struct daemon *d, int listen_fd, corral_error_t *err);
+
+/* ---- registry.c ---- */
+int registry_start(struct daemon *d, corral_error_t *err); /* adopt + lifecycle thread */
+void registry_stop(struct daemon *d);
+/* What a request needs of a running sandbox, copied out of the registry. */
+struct sbx_ref
+{
+  char id[32];
+  char sock_path[256];
+  json_t *env;           /* new reference */
+};
+/* 1 found running and visible to tenant, 0 not. */
+int registry_get(struct daemon *d, const char *id, const char *tenant, bool admin, struct sbx_ref *out);
+uint64_t registry_oom_kills(struct daemon *d, const char *id);
+/* Reserve a quota slot; EDQUOT when the tenant is over a quota. */
+int registry_reserve(struct daemon *d, const char *id, const char *tenant, uint64_t memory_mb, corral_error_t *err);
+void registry_unreserve(struct daemon *d, const char *id);
+/* Fill the reserved entry with the started box (ownership moves). */
+void registry_activate(struct daemon *d, const char *id, const struct corral__box *box, int64_t expires_ms,
+                       json_t *env);
+int registry_set_expiry(struct daemon *d, const char *id, int64_t expires_ms);
+/* End a sandbox on purpose and wait until it is gone.  0 if it was running. */
+int registry_end(struct daemon *d, const char *id, const char *reason);
+size_t registry_count(struct daemon *d);
+
+/* ---- route groups ---- */
+int route_sandbox_create(struct req *r);
+int route_sandbox_list(struct req *r);
+int route_sandbox_get(struct req *r);
+int route_sandbox_delete(struct req *r);
+int route_sandbox_timeout(struct req *r);
+/* For routes that need a running sandbox: 1 with ref filled, or 0 after
+ * responding 404 / 409. */
+int sandbox_running_or_fail(struct req *r, struct sbx_ref *ref);
+
+int route_command_start(struct req *r);
+int route_command_list(struct req *r);
+int route_command_attach(struct req *r);
+int route_command_stdin(struct req *r);
+int route_command_signal(struct req *r);
+
+int route_file_get(struct req *r);
+int route_file_put_begin(struct req *r);             /* first call: open the upload */
+int route_file_put_data(struct req *r, const char *data, size_t len);
+int route_file_put(struct req *r);                   /* last call: finish */
+void file_upload_free(struct req *r);
+int route_file_list(struct req *r);
+int route_file_stat(struct req *r);
+int route_file_mkdir(struct req *r);
+int route_file_move(struct req *r);
+int route_file_remove(struct req *r);
+
+int route_health(struct req *r);
+int route_metrics(struct req *r);
+int route_tenant_create(struct req *r);
+int route_tenant_list(struct req *r);
+int route_tenant_get(struct req *r);
+int route_tenant_delete(struct req *r);
+int route_key_create(struct req *r);
+int route_key_list(struct req *r);
+int route_key_delete(struct req *r);
+int route_audit(struct req *r);
+
+/* ---- decode.c: request bodies to values (fuzzed: tests/fuzz/fuzz_decode.c) ---- */
+struct create_req
+{
+  char template_name[64];
+  uint64_t timeout_s;
+  json_t *metadata, *env; /* objects of strings (new references) */
+  uint64_t memory_mb, pids, disk_mb, cpu_millis;
+};
+int decode_create(json_t *body, uint64_t max_timeout_s, struct create_req *out, char *why, size_t why_size);
+void create_req_release(struct create_req *c);
+
+struct exec_req
+{
+  char **argv;            /* NULL-terminated, malloc'd */
+  char **env;             /* "K=V", NULL-terminated, malloc'd */
+  char *cwd;
+  uint64_t timeout_ms, max_output;
+  char *stdin_data;
+  size_t stdin_len;
+  bool background;
+};
+int decode_exec(json_t *body, struct exec_req *out, char *why, size_t why_size);
+void exec_req_release(struct exec_req *e);
+/* "SIGTERM", "TERM", "15", 15 -> 15; 0 when unknown. */
+int decode_signal(json_t *v);
+const char *signal_name(int sig);
+bool valid_env_name(const char *k);
+
+/* ---- metrics.c ---- */
+void metrics_init(struct daemon *d);
+void metrics_request(struct daemon *d, const char *method, unsigned status, const char *code);
+void metrics_create(struct daemon *d, uint64_t us);
+void metrics_command(struct daemon *d, uint64_t us, const char *reason);
+void metrics_ended(struct daemon *d, const char *reason);
+char *metrics_render(struct daemon *d);
+
+/* ---- the agent client (commands.c) ---- */
+/* Connect to a sandbox's agent and send one request frame (released). */
+int agent_request(const struct sbx_ref *ref, struct corral__frame *f, corral_error_t *err);
+/* An R_ERROR message as a corral error. */
+int agent_error(const struct corral__msg *m, corral_error_t *err);
+
+#endif

@@ -1,0 +1,423 @@
+/* HTTP glue: libmicrohttpd callbacks, routing, authentication, and the one
+ * place where failures become HTTP statuses. */
+#define _GNU_SOURCE
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include "api.h"
+#include "../common/utils.h"
+
+/* ---- responses ---- */
+
+int api_queue(struct req *r, unsigned status, struct MHD_Response *resp)
+{
+  if (!resp)
+    return MHD_NO;
+  if (r->responded)
+    {
+      MHD_destroy_response(resp);
+      return MHD_YES;
+    }
+  r->responded = true;
+  int ret = MHD_queue_response(r->conn, status, resp);
+  MHD_destroy_response(resp);
+  return ret;
+}
+
+static struct MHD_Response *json_response(json_t *body)
+{
+  char *s = json_dumps(body, JSON_COMPACT);
+  json_decref(body);
+  if (!s)
+    return NULL;
+  struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+  if (resp)
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+  else
+    free(s);
+  return resp;
+}
+
+int api_json(struct req *r, unsigned status, json_t *body)
+{
+  struct MHD_Response *resp;
+  if (!body)
+    resp = MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT);
+  else if (!(resp = json_response(body)))
+    return api_fail(r, 500, "internal", "cannot encode the response");
+  metrics_request(r->d, r->method, status, NULL);
+  return api_queue(r, status, resp);
+}
+
+int api_fail(struct req *r, unsigned status, const char *code, const char *fmt, ...)
+{
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  metrics_request(r->d, r->method, status, code);
+  return api_queue(r, status, json_response(json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg)));
+}
+
+/* The errno of a library failure decides the status. */
+int api_fail_err(struct req *r, corral_error_t err, const char *context)
+{
+  static const struct
+  {
+    int err_no;
+    unsigned status;
+    const char *code;
+  } map[] = {
+    { ENOENT, 404, "not_found" },            { ESRCH, 404, "not_found" },
+    { EINVAL, 400, "invalid_argument" },     { EISDIR, 400, "invalid_argument" },
+    { ENOTDIR, 400, "invalid_argument" },    { ENAMETOOLONG, 400, "invalid_argument" },
+    { ELOOP, 400, "invalid_argument" },      { EXDEV, 400, "invalid_argument" },
+    { EEXIST, 409, "conflict" },             { ENOTEMPTY, 409, "conflict" },
+    { EBUSY, 409, "conflict" },              { EACCES, 403, "forbidden" },
+    { EPERM, 403, "forbidden" },             { EROFS, 403, "forbidden" },
+    { ENOSPC, 507, "insufficient_storage" }, { EDQUOT, 429, "quota_exceeded" },
+    { E2BIG, 413, "payload_too_large" },     { EMSGSIZE, 413, "payload_too_large" },
+    { EFBIG, 413, "payload_too_large" },     { ETIMEDOUT, 504, "timeout" },
+    { EAGAIN, 503, "unavailable" },
+  };
+  int e = corral_error_status(err);
+  const char *sep = context ? ": " : "";
+  for (size_t i = 0; i < sizeof(map) / sizeof(*map); i++)
+    if (map[i].err_no == e)
+      return api_fail(r, map[i].status, map[i].code, "%s%s%s", context ? context : "", sep,
+                      corral_error_message(err));
+  return api_fail(r, 500, "internal", "%s%s%s", context ? context : "", sep, corral_error_message(err));
+}
+
+json_t *api_body_object(struct req *r)
+{
+  json_error_t je;
+  json_t *o;
+  if (!r->body || r->body_len == 0)
+    return json_object();
+  o = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
+  if (!o)
+    {
+      api_fail(r, 400, "invalid_json", "the body is not valid JSON: %s (line %d, column %d)", je.text, je.line,
+               je.column);
+      return NULL;
+    }
+  if (!json_is_object(o))
+    {
+      json_decref(o);
+      api_fail(r, 400, "invalid_json", "the body must be a JSON object");
+      return NULL;
+    }
+  return o;
+}
+
+const char *api_query(struct req *r, const char *key)
+{
+  return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+const char *api_header(struct req *r, const char *key)
+{
+  return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, key);
+}
+
+bool api_wants_ndjson(struct req *r)
+{
+  const char *a = api_header(r, "Accept");
+  return a && strstr(a, "application/x-ndjson");
+}
+
+void api_time(int64_t ms, char *buf, size_t size)
+{
+  time_t t = (time_t) (ms / 1000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+           tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (ms % 1000));
+}
+
+int64_t api_now_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void api_log(struct daemon *d, const char *fmt, ...)
+{
+  char line[2048];
+  va_list ap;
+  if (!d->opt.log)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  d->opt.log(line);
+}
+
+void api_audit(struct daemon *d, json_t *record)
+{
+  corral_error_t err = NULL;
+  char *s = record ? json_dumps(record, JSON_COMPACT) : NULL;
+  json_decref(record);
+  if (s && d->audit && corral_audit_record(d->audit, s, &err) < 0)
+    {
+      api_log(d, "audit: %s", corral_error_message(err));
+      corral_error_release(&err);
+    }
+  free(s);
+}
+
+/* ---- routing ---- */
+
+enum { PUBLIC = 1, ADMIN = 2, UPLOAD = 4 };
+
+struct route
+{
+  const char *method, *pattern; /* '*' matches one segment */
+  route_fn fn;
+  int flags;
+};
+
+static const struct route routes[] = {
+  { "GET", "/health", route_health, PUBLIC },
+  { "GET", "/metrics", route_metrics, 0 },
+  { "POST", "/v1/sandboxes", route_sandbox_create, 0 },
+  { "GET", "/v1/sandboxes", route_sandbox_list, 0 },
+  { "GET", "/v1/sandboxes/*", route_sandbox_get, 0 },
+  { "DELETE", "/v1/sandboxes/*", route_sandbox_delete, 0 },
+  { "POST", "/v1/sandboxes/*/timeout", route_sandbox_timeout, 0 },
+  { "POST", "/v1/sandboxes/*/commands", route_command_start, 0 },
+  { "GET", "/v1/sandboxes/*/commands", route_command_list, 0 },
+  { "GET", "/v1/sandboxes/*/commands/*", route_command_attach, 0 },
+  { "POST", "/v1/sandboxes/*/commands/*/stdin", route_command_stdin, 0 },
+  { "POST", "/v1/sandboxes/*/commands/*/signal", route_command_signal, 0 },
+  { "GET", "/v1/sandboxes/*/files", route_file_get, 0 },
+  { "PUT", "/v1/sandboxes/*/files", route_file_put, UPLOAD },
+  { "POST", "/v1/sandboxes/*/files", route_file_put, UPLOAD },
+  { "GET", "/v1/sandboxes/*/files/list", route_file_list, 0 },
+  { "GET", "/v1/sandboxes/*/files/stat", route_file_stat, 0 },
+  { "POST", "/v1/sandboxes/*/files/mkdir", route_file_mkdir, 0 },
+  { "POST", "/v1/sandboxes/*/files/move", route_file_move, 0 },
+  { "POST", "/v1/sandboxes/*/files/remove", route_file_remove, 0 },
+  { "POST", "/v1/tenants", route_tenant_create, ADMIN },
+  { "GET", "/v1/tenants", route_tenant_list, ADMIN },
+  { "GET", "/v1/tenants/*", route_tenant_get, ADMIN },
+  { "DELETE", "/v1/tenants/*", route_tenant_delete, ADMIN },
+  { "POST", "/v1/tenants/*/keys", route_key_create, ADMIN },
+  { "GET", "/v1/tenants/*/keys", route_key_list, ADMIN },
+  { "DELETE", "/v1/tenants/*/keys/*", route_key_delete, ADMIN },
+  { "GET", "/v1/audit", route_audit, 0 },
+};
+
+/* Match url against pattern; captured segments go to params (malloc'd). */
+static bool match(const char *pattern, const char *url, char *params[API_MAX_PARAMS])
+{
+  size_t np = 0;
+  while (*pattern && *url)
+    {
+      if (*pattern == '*')
+        {
+          size_t n = strcspn(url, "/");
+          if (n == 0 || np >= API_MAX_PARAMS)
+            return false;
+          if (params)
+            params[np] = strndup(url, n);
+          np++;
+          url += n;
+          pattern++;
+          continue;
+        }
+      if (*pattern++ != *url++)
+        return false;
+    }
+  /* One trailing slash is forgiven. */
+  return *pattern == '\0' && (*url == '\0' || (url[0] == '/' && url[1] == '\0'));
+}
+
+static const struct route *find_route(const char *method, const char *url, char *allow, size_t allow_size)
+{
+  allow[0] = '\0';
+  for (size_t i = 0; i < sizeof(routes) / sizeof(*routes); i++)
+    {
+      if (!match(routes[i].pattern, url, NULL))
+        continue;
+      if (strcmp(routes[i].method, method) == 0)
+        return &routes[i];
+      if (!strstr(allow, routes[i].method))
+        snprintf(allow + strlen(allow), allow_size - strlen(allow), "%s%s", allow[0] ? ", " : "",
+                 routes[i].method);
+    }
+  return NULL;
+}
+
+/* ---- authentication ---- */
+
+static const char *presented_key(struct req *r)
+{
+  const char *a = api_header(r, "Authorization");
+  if (a && strncasecmp(a, "Bearer ", 7) == 0)
+    return a + 7;
+  return api_header(r, "X-API-Key");
+}
+
+/* 1 when the request may go on; 0 after responding. */
+static int authenticate(struct req *r, const struct route *rt)
+{
+  corral_error_t err = NULL;
+  const char *key = presented_key(r);
+  if ((rt->flags & PUBLIC) || (rt->fn == route_metrics && r->d->opt.metrics_public))
+    return 1;
+  if (!key || !*key)
+    return api_fail(r, 401, "unauthorized", "an API key is required (Authorization: Bearer KEY or X-API-Key)"), 0;
+  size_t n = strlen(key);
+  if (n == strlen(r->d->admin_key) && CRYPTO_memcmp(key, r->d->admin_key, n) == 0)
+    {
+      r->admin = true;
+      r->tenant = strdup("admin");
+      return 1;
+    }
+  int found = corral_store_key_lookup(r->d->store, key, &r->tenant, &err);
+  if (found < 0)
+    {
+      api_fail_err(r, err, "key lookup");
+      corral_error_release(&err);
+      return 0;
+    }
+  if (found == 0)
+    {
+      api_audit(r->d, json_pack("{s:s, s:s, s:s}", "action", "auth.fail", "route", r->url, "method", r->method));
+      return api_fail(r, 401, "unauthorized", "unknown API key"), 0;
+    }
+  if ((rt->flags & ADMIN) || rt->fn == route_metrics)
+    return api_fail(r, 403, "forbidden", "this route needs the admin key"), 0;
+  return 1;
+}
+
+/* ---- libmicrohttpd callbacks ---- */
+
+static enum MHD_Result first_call(struct daemon *d, struct MHD_Connection *conn, const char *url,
+                                  const char *method, void **con_cls)
+{
+  char allow[128];
+  struct req *r = calloc(1, sizeof(*r));
+  if (!r)
+    return MHD_NO;
+  r->d = d;
+  r->conn = conn;
+  r->url = url;
+  r->method = method;
+  r->t0_us = corral__now_us();
+  *con_cls = r;
+  if (atomic_load(&d->stopping))
+    return (enum MHD_Result) api_fail(r, 503, "unavailable", "corrald is shutting down");
+  const struct route *rt = find_route(method, url, allow, sizeof(allow));
+  if (!rt && allow[0])
+    return (enum MHD_Result) api_fail(r, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)",
+                                      method, url, allow);
+  if (!rt)
+    return (enum MHD_Result) api_fail(r, 404, "not_found", "no route %s %s", method, url);
+  match(rt->pattern, url, r->params);
+  r->handler = rt->fn;
+  r->streaming_upload = (rt->flags & UPLOAD) != 0;
+  if (authenticate(r, rt) && r->streaming_upload)
+    route_file_put_begin(r);
+  return MHD_YES;
+}
+
+static void take_body(struct req *r, const char *data, size_t size)
+{
+  if (r->too_large || r->responded)
+    return;
+  if (r->body_len + size > API_MAX_BODY)
+    {
+      r->too_large = true;
+      free(r->body);
+      r->body = NULL;
+      r->body_len = 0;
+      return;
+    }
+  char *b = realloc(r->body, r->body_len + size + 1);
+  if (!b)
+    {
+      r->too_large = true;
+      return;
+    }
+  memcpy(b + r->body_len, data, size);
+  r->body = b;
+  r->body_len += size;
+  r->body[r->body_len] = '\0';
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+  (void) version;
+  struct req *r = *con_cls;
+  if (!r)
+    return first_call(cls, conn, url, method, con_cls);
+  if (*upload_data_size)
+    {
+      if (r->streaming_upload && !r->responded)
+        route_file_put_data(r, upload_data, *upload_data_size);
+      else
+        take_body(r, upload_data, *upload_data_size);
+      *upload_data_size = 0;
+      return MHD_YES;
+    }
+  if (r->responded)
+    return MHD_YES;
+  if (r->too_large)
+    return (enum MHD_Result) api_fail(r, 413, "payload_too_large", "the body is over %u bytes", API_MAX_BODY);
+  int ret = r->handler(r);
+  if (!r->responded)
+    return (enum MHD_Result) api_fail(r, 500, "internal", "the handler sent no response");
+  return (enum MHD_Result) ret;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+  (void) cls, (void) conn, (void) toe;
+  struct req *r = *con_cls;
+  if (!r)
+    return;
+  if (r->upload)
+    file_upload_free(r);
+  for (int i = 0; i < API_MAX_PARAMS; i++)
+    free(r->params[i]);
+  free(r->tenant);
+  free(r->body);
+  free(r);
+  *con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+  char line[1024];
+  vsnprintf(line, sizeof(line), fmt, ap);
+  line[strcspn(line, "\n")] = '\0';
+  api_log(cls, "http: %s", line);
+}
+
+/* One MHD daemon per listening socket; a thread per connection, so that
+ * handlers may block on a sandbox's agent. */
+struct MHD_Daemon *api_http_start(struct daemon *d, int listen_fd, corral_error_t *err)
+{
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG
+                   | MHD_USE_POLL;
+  struct MHD_Daemon *m = MHD_start_daemon(flags, 0, NULL, NULL, on_request, d,
+                                          MHD_OPTION_LISTEN_SOCKET, listen_fd,
+                                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, d,
+                                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) (512 << 10),
+                                          MHD_OPTION_CONNECTION_TIMEOUT, 0u,
+                                          MHD_OPTION_EXTERNAL_LOGGER, mhd_log, d,
+                                          MHD_OPTION_END);
+  if (!m)
+    corral_error_set(err, errno ? errno : EIO, "start the HTTP server");
+  return m;
+}

@@ -1,0 +1,303 @@
+/* /v1/sandboxes: create, list, get, kill, timeout. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include "api.h"
+#include "../common/utils.h"
+
+static void new_id(char *buf, size_t size)
+{
+  static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  unsigned char rnd[20];
+  if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t) sizeof(rnd))
+    for (size_t i = 0; i < sizeof(rnd); i++)
+      rnd[i] = (unsigned char) (corral__now_us() >> (i % 8));
+  size_t n = (size_t) snprintf(buf, size, "sb_");
+  for (size_t i = 0; i < sizeof(rnd) && n + 1 < size; i++)
+    buf[n++] = alphabet[rnd[i] % 36];
+  buf[n] = '\0';
+}
+
+static json_t *loads_or(const char *s, json_t *dflt)
+{
+  json_error_t je;
+  json_t *v = s ? json_loads(s, 0, &je) : NULL;
+  if (!v)
+    return dflt;
+  json_decref(dflt);
+  return v;
+}
+
+static json_t *sandbox_json(const corral_sandbox_rec_t *rec)
+{
+  char created[40], expires[40], ended[40];
+  api_time(rec->created_ms, created, sizeof(created));
+  api_time(rec->expires_ms, expires, sizeof(expires));
+  api_time(rec->ended_ms, ended, sizeof(ended));
+  bool running = strcmp(rec->state, "running") == 0;
+  return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "id", rec->id, "state", rec->state,
+                   "template", rec->template_name, "tenant", rec->tenant, "created_at", created, "expires_at",
+                   expires, "ended_at", running ? json_null() : json_string(ended), "end_reason",
+                   rec->end_reason ? json_string(rec->end_reason) : json_null(), "metadata",
+                   loads_or(rec->metadata_json, json_object()), "limits", loads_or(rec->limits_json, json_object()));
+}
+
+/* The record of a sandbox this request may see, or respond 404: another
+ * tenant's sandbox looks exactly like one that does not exist. */
+static int visible_record(struct req *r, const char *id, corral_sandbox_rec_t *rec)
+{
+  corral_error_t err = NULL;
+  memset(rec, 0, sizeof(*rec));
+  if (corral_store_sandbox_get(r->d->store, id, rec, &err) < 0)
+    {
+      if (corral_error_status(err) == ENOENT)
+        api_fail(r, 404, "not_found", "sandbox `%s` not found", id);
+      else
+        api_fail_err(r, err, "sandbox");
+      corral_error_release(&err);
+      return -1;
+    }
+  if (!r->admin && strcmp(rec->tenant, r->tenant) != 0)
+    {
+      corral_sandbox_rec_release(rec);
+      api_fail(r, 404, "not_found", "sandbox `%s` not found", id);
+      return -1;
+    }
+  return 0;
+}
+
+int sandbox_running_or_fail(struct req *r, struct sbx_ref *ref)
+{
+  corral_sandbox_rec_t rec;
+  if (registry_get(r->d, r->params[0], r->tenant, r->admin, ref) == 1)
+    return 1;
+  if (visible_record(r, r->params[0], &rec) < 0)
+    return 0;
+  api_fail(r, 409, "sandbox_not_running", "sandbox `%s` is not running (%s)", rec.id,
+           rec.end_reason ? rec.end_reason : "ending");
+  corral_sandbox_rec_release(&rec);
+  return 0;
+}
+
+static json_t *limits_json(const struct create_req *c)
+{
+  return json_pack("{s:I, s:o, s:I, s:I}", "memory_mb", (json_int_t) c->memory_mb, "cpus",
+                   c->cpu_millis ? json_real((double) c->cpu_millis / 1000.0) : json_null(), "pids",
+                   (json_int_t) c->pids, "disk_mb", (json_int_t) c->disk_mb);
+}
+
+static int start_box(struct req *r, const char *id, const struct create_req *c, struct corral__box *box)
+{
+  corral_config_t cfg;
+  corral_error_t err = NULL;
+  corral_config_init(&cfg);
+  cfg.memory_bytes = c->memory_mb << 20;
+  cfg.pids = c->pids;
+  cfg.disk_bytes = c->disk_mb << 20;
+  cfg.cpu_millis = c->cpu_millis;
+  if (corral__box_create(&r->d->spawner, id, &cfg, box, &err) < 0)
+    {
+      api_fail_err(r, err, "create sandbox");
+      corral_error_release(&err);
+      return -1;
+    }
+  return 0;
+}
+
+struct rec_text
+{
+  char *limits, *metadata, *env, *runtime;
+};
+
+static void rec_text_free(struct rec_text *t)
+{
+  free(t->limits), free(t->metadata), free(t->env), free(t->runtime);
+  memset(t, 0, sizeof(*t));
+}
+
+static int record(struct req *r, corral_sandbox_rec_t *rec, struct rec_text *t, const struct create_req *c,
+                  const struct corral__box *box)
+{
+  corral_error_t err = NULL;
+  json_t *lim = limits_json(c);
+  rec_text_free(t);
+  rec->limits_json = t->limits = json_dumps(lim, JSON_COMPACT);
+  rec->metadata_json = t->metadata = json_dumps(c->metadata, JSON_COMPACT);
+  rec->env_json = t->env = json_dumps(c->env, JSON_COMPACT);
+  rec->runtime_json = t->runtime = box ? corral__box_runtime_json(box) : NULL;
+  json_decref(lim);
+  if (corral_store_sandbox_put(r->d->store, rec, &err) < 0)
+    {
+      api_fail_err(r, err, "record sandbox");
+      corral_error_release(&err);
+      return -1;
+    }
+  return 0;
+}
+
+static int decode_create_body(struct req *r, struct create_req *c)
+{
+  char why[512];
+  json_t *body = api_body_object(r);
+  if (!body)
+    return -1;
+  int bad = decode_create(body, r->d->opt.max_timeout_s, c, why, sizeof(why));
+  json_decref(body);
+  if (bad < 0)
+    return api_fail(r, 400, "invalid_argument", "%s", why), -1;
+  if (strcmp(c->template_name, "base") != 0)
+    {
+      api_fail(r, 404, "template_not_found", "unknown template `%s` (available: base)", c->template_name);
+      create_req_release(c);
+      return -1;
+    }
+  return 0;
+}
+
+int route_sandbox_create(struct req *r)
+{
+  char id[32];
+  struct create_req c;
+  struct corral__box box;
+  struct rec_text t = { 0 };
+  corral_error_t err = NULL;
+  if (decode_create_body(r, &c) < 0)
+    return MHD_YES;
+  new_id(id, sizeof(id));
+  if (registry_reserve(r->d, id, r->tenant, c.memory_mb, &err) < 0)
+    {
+      api_fail_err(r, err, NULL);
+      corral_error_release(&err);
+      create_req_release(&c);
+      return MHD_YES;
+    }
+  int64_t now = api_now_ms();
+  corral_sandbox_rec_t rec = { .id = id, .tenant = r->tenant, .template_name = c.template_name,
+                               .state = (char *) "running", .created_ms = now,
+                               .expires_ms = now + (int64_t) c.timeout_s * 1000 };
+  /* Recorded before it exists: a crash mid-create leaves a row that the
+   * next start marks lost, never a sandbox nobody knows about. */
+  if (record(r, &rec, &t, &c, NULL) < 0 || start_box(r, id, &c, &box) < 0)
+    goto failed;
+  if (record(r, &rec, &t, &c, &box) < 0)
+    {
+      corral__box_kill(&box);
+      corral__box_cleanup(&box);
+      goto failed;
+    }
+  registry_activate(r->d, id, &box, rec.expires_ms, c.env);
+  metrics_create(r->d, corral__now_us() - r->t0_us);
+  corral_store_event_add(r->d->store, id, "created", NULL, NULL);
+  api_audit(r->d, json_pack("{s:s, s:s, s:s, s:s}", "action", "sandbox.create", "tenant", r->tenant, "sandbox", id,
+                            "template", c.template_name));
+  api_json(r, 201, sandbox_json(&rec));
+  goto out;
+failed:
+  corral_store_sandbox_set_ended(r->d->store, id, "error", api_now_ms(), NULL);
+  registry_unreserve(r->d, id);
+out:
+  rec_text_free(&t);
+  create_req_release(&c);
+  return MHD_YES;
+}
+
+/* ?metadata.KEY=VALUE filters, collected from the query string. */
+static enum MHD_Result collect_filter(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+  (void) kind;
+  if (strncmp(key, "metadata.", 9) == 0 && key[9])
+    json_object_set_new(cls, key + 9, json_string(value ? value : ""));
+  return MHD_YES;
+}
+
+static bool metadata_matches(const char *metadata_json, json_t *want)
+{
+  const char *k;
+  json_t *v;
+  if (json_object_size(want) == 0)
+    return true;
+  json_t *have = loads_or(metadata_json, json_object());
+  bool ok = true;
+  json_object_foreach(want, k, v)
+    if (!json_equal(json_object_get(have, k), v))
+      ok = false;
+  json_decref(have);
+  return ok;
+}
+
+int route_sandbox_list(struct req *r)
+{
+  corral_error_t err = NULL;
+  corral_sandbox_rec_t *recs = NULL;
+  size_t n = 0;
+  const char *state = api_query(r, "state");
+  if (state && strcmp(state, "running") && strcmp(state, "ended"))
+    return api_fail(r, 400, "invalid_argument", "`state` must be running or ended");
+  if (corral_store_sandbox_list(r->d->store, r->admin ? NULL : r->tenant, state, &recs, &n, &err) < 0)
+    {
+      api_fail_err(r, err, "list sandboxes");
+      corral_error_release(&err);
+      return MHD_YES;
+    }
+  json_t *want = json_object(), *arr = json_array();
+  MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, collect_filter, want);
+  for (size_t i = 0; i < n; i++)
+    if (metadata_matches(recs[i].metadata_json, want))
+      json_array_append_new(arr, sandbox_json(&recs[i]));
+  corral_sandbox_recs_free(recs, n);
+  json_decref(want);
+  return api_json(r, 200, json_pack("{s:o}", "sandboxes", arr));
+}
+
+int route_sandbox_get(struct req *r)
+{
+  corral_sandbox_rec_t rec;
+  if (visible_record(r, r->params[0], &rec) < 0)
+    return MHD_YES;
+  api_json(r, 200, sandbox_json(&rec));
+  corral_sandbox_rec_release(&rec);
+  return MHD_YES;
+}
+
+int route_sandbox_delete(struct req *r)
+{
+  corral_sandbox_rec_t rec;
+  if (visible_record(r, r->params[0], &rec) < 0)
+    return MHD_YES;
+  if (strcmp(rec.state, "running") == 0 && registry_end(r->d, rec.id, "killed") == 0)
+    api_audit(r->d, json_pack("{s:s, s:s, s:s}", "action", "sandbox.kill", "tenant", r->tenant, "sandbox", rec.id));
+  corral_sandbox_rec_release(&rec);
+  return api_json(r, 204, NULL);
+}
+
+int route_sandbox_timeout(struct req *r)
+{
+  corral_sandbox_rec_t rec;
+  json_t *body = api_body_object(r), *v;
+  if (!body)
+    return MHD_YES;
+  v = json_object_get(body, "timeout_s");
+  json_int_t t = json_is_integer(v) ? json_integer_value(v) : -1;
+  json_decref(body);
+  if (t < 1 || (uint64_t) t > r->d->opt.max_timeout_s)
+    return api_fail(r, 400, "invalid_argument", "`timeout_s` must be an integer between 1 and %llu",
+                    (unsigned long long) r->d->opt.max_timeout_s);
+  if (visible_record(r, r->params[0], &rec) < 0)
+    return MHD_YES;
+  int64_t expires = api_now_ms() + (int64_t) t * 1000;
+  if (strcmp(rec.state, "running") != 0 || registry_set_expiry(r->d, rec.id, expires) < 0)
+    {
+      api_fail(r, 409, "sandbox_not_running", "sandbox `%s` is not running", rec.id);
+      corral_sandbox_rec_release(&rec);
+      return MHD_YES;
+    }
+  corral_store_sandbox_set_expiry(r->d->store, rec.id, expires, NULL);
+  corral_store_event_add(r->d->store, rec.id, "timeout", NULL, NULL);
+  api_audit(r->d, json_pack("{s:s, s:s, s:s, s:I}", "action", "sandbox.timeout", "tenant", r->tenant, "sandbox",
+                            rec.id, "timeout_s", t));
+  rec.expires_ms = expires;
+  api_json(r, 200, sandbox_json(&rec));
+  corral_sandbox_rec_release(&rec);
+  return MHD_YES;
+}
