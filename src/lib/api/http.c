@@ -411,11 +411,11 @@ struct MHD_Daemon *api_http_start(struct daemon *d, int listen_fd, corral_error_
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG
                    | MHD_USE_POLL;
   struct MHD_Daemon *m = MHD_start_daemon(flags, 0, NULL, NULL, on_request, d,
+                                          MHD_OPTION_EXTERNAL_LOGGER, mhd_log, d,
                                           MHD_OPTION_LISTEN_SOCKET, listen_fd,
                                           MHD_OPTION_NOTIFY_COMPLETED, on_completed, d,
                                           MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) (512 << 10),
                                           MHD_OPTION_CONNECTION_TIMEOUT, 0u,
-                                          MHD_OPTION_EXTERNAL_LOGGER, mhd_log, d,
                                           MHD_OPTION_END);
   if (!m)
     corral_error_set(err, errno ? errno : EIO, "start the HTTP server");

@@ -13,7 +13,7 @@
 #include <corral/run.h>
 #include "../isolate/isolate.h"
 
-#define CORRAL__AGENT_PATH "/.corral/agent"
+#define CORRAL__AGENT_PATH "/.corral/corral-agent"
 
 /* The spawner: a single-threaded process forked from the daemon before it
  * starts any thread, so that raw clone() with its namespace flags never
