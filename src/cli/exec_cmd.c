@@ -27,7 +27,8 @@ static const char exec_help[] =
   "  -n, --no-stdin        do not send our stdin (it is sent when it is not a terminal)\n"
   "  --url URL, --api-key KEY   corrald to talk to (default CORRAL_URL, CORRAL_API_KEY)\n\n"
   "Exits with the command's exit code (128+N for signal N, 124 on a timeout); 125\n"
-  "when it could not be run.  Ctrl-C is forwarded to the command.\n";
+  "when it could not be run.  Ctrl-C (or SIGTERM, SIGHUP) disconnects, which makes\n"
+  "corrald kill the command; corral then exits with 128+N.\n";
 
 enum { OPT_ENV = CORRAL_OPT_FIRST_FREE, OPT_CWD, OPT_TIMEOUT, OPT_BACKGROUND, OPT_NO_STDIN };
 
@@ -40,10 +41,9 @@ static const struct option exec_options[] = {
 
 /* State of one streamed run. */
 struct exec_run {
-  const char *sandbox;       /* escaped id */
-  long long pid;             /* from the start event, or -1 */
   json_t *exit;              /* the exit event */
-  int forwarded;             /* signals forwarded to the command */
+  int interrupted;           /* the signal that made us hang up, or 0 */
+  bool failed;               /* an error event came instead of the exit */
 };
 
 static volatile sig_atomic_t pending_signal;
@@ -184,33 +184,29 @@ static int on_event(json_t *ev, void *ctx)
     return write_data(stdout, ev);
   if (strcmp(type, "stderr") == 0)
     return write_data(stderr, ev);
-  if (strcmp(type, "start") == 0)
-    run->pid = json_integer_value(json_object_get(ev, "pid"));
-  else if (strcmp(type, "exit") == 0)
+  if (strcmp(type, "exit") == 0)
     {
       json_decref(run->exit);
       run->exit = json_incref(ev);
     }
+  else if (strcmp(type, "error") == 0)
+    {
+      const char *msg = json_string_value(json_object_get(ev, "message"));
+      fprintf(stderr, "corral: %s\n", msg ? msg : "the command failed");
+      run->failed = true;
+    }
   return 0;
 }
 
-/* Ctrl-C and friends go to the remote command; a second one gives up. */
+/* Ctrl-C and friends hang up: corrald kills a foreground command whose
+ * client went away (the stream does not say the pid to signal it). */
 static int on_tick(void *ctx)
 {
   struct exec_run *run = ctx;
-  int sig = pending_signal;
-  if (sig == 0)
+  if (pending_signal == 0)
     return 0;
-  pending_signal = 0;
-  if (run->forwarded++ > 0 || run->pid < 0)
-    {
-      fprintf(stderr, "corral: interrupted; the command may still be running\n");
-      return -1;
-    }
-  json_t *body = json_pack("{si}", "signal", sig);
-  corral_remote_json("POST", body, NULL, "/v1/sandboxes/%s/commands/%lld/signal", run->sandbox, run->pid);
-  json_decref(body);
-  return 0;
+  run->interrupted = pending_signal;
+  return -1;
 }
 
 static void report_dropped(const json_t *ex, const char *stream)
@@ -240,7 +236,7 @@ static int exit_code(const json_t *ex)
 
 static int run_streamed(json_t *body, const char *sandbox)
 {
-  struct exec_run run = { .sandbox = sandbox, .pid = -1 };
+  struct exec_run run = { 0 };
   corral_ndjson_t nd = { .on_event = on_event, .ctx = &run };
   char *path;
   int rc;
@@ -252,7 +248,9 @@ static int run_streamed(json_t *body, const char *sandbox)
   install_forwarding();
   rc = corral_remote_call(&call, NULL);
   free(path);
-  if (corral_ndjson_finish(&nd) < 0 || rc < 0)
+  if (run.interrupted)
+    rc = 128 + run.interrupted;
+  else if (corral_ndjson_finish(&nd) < 0 || rc < 0 || run.failed)
     rc = CORRAL_EXIT_EXEC_FAIL;
   else if (run.exit == NULL)
     {
@@ -261,6 +259,7 @@ static int run_streamed(json_t *body, const char *sandbox)
     }
   else
     rc = exit_code(run.exit);
+  free(nd.buf);
   json_decref(run.exit);
   return rc;
 }

@@ -168,15 +168,40 @@ def test_exec_streams_output_as_it_comes(env, sandbox):
     assert rest == "second\n" and p.returncode == 0
 
 
-def test_exec_ctrl_c_reaches_the_command(env, sandbox):
-    p = subprocess.Popen([CORRAL, "exec", sandbox, "--", "sh", "-c",
-                          'trap "echo got-int; exit 7" INT; echo ready; sleep 30 & wait'],
-                         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+def _interrupt(env, sandbox, script):
+    """Start `corral exec SANDBOX -- sh -c SCRIPT`, Ctrl-C it after its first line; its exit code."""
+    p = subprocess.Popen([CORRAL, "exec", sandbox, "--", "sh", "-c", script], env=env, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout.readline() == "ready\n"
+    t0 = time.monotonic()
     p.send_signal(2)
-    out, err = p.communicate(timeout=30)
-    assert (p.returncode, out) == (7, "got-int\n"), err
+    _, err = p.communicate(timeout=30)
+    assert time.monotonic() - t0 < 3, err
+    return p.returncode
+
+
+def _running_foreground(tenant, sandbox):
+    _, cmds = tenant.daemon.api("GET", f"/v1/sandboxes/{sandbox}/commands", key=tenant.key)
+    return [c for c in cmds["commands"] if c["running"] and not c["background"]]
+
+
+def test_exec_ctrl_c_hangs_up_and_the_command_dies(env, sandbox, tenant):
+    assert _interrupt(env, sandbox, "echo ready; while :; do echo tick; sleep 0.2; done") == 130
+    time.sleep(1.5)
+    assert _running_foreground(tenant, sandbox) == []
+
+
+@pytest.mark.xfail(reason="corrald bug: a foreground command that prints nothing is not killed when its "
+                          "client disconnects (docs/api.md says it is)")
+def test_exec_ctrl_c_kills_a_silent_command(env, sandbox, tenant):
+    marker = f"/tmp/not-killed-{os.getpid()}"
+    assert _interrupt(env, sandbox, f"echo ready; sleep 4; touch {marker}") == 130
+    time.sleep(1.5)
+    try:
+        assert _running_foreground(tenant, sandbox) == []
+    finally:
+        time.sleep(3)
+        cli(env, "exec", sandbox, "--", "rm", "-f", marker)
 
 
 def test_exec_big_output(env, sandbox):

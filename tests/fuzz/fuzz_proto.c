@@ -13,6 +13,7 @@
  *   - the frame builder re-encodes the fields to the same bytes, and
  *     corral__frame_recv / corral__send_data round-trip through an fd. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -41,6 +41,13 @@ static void remove_tmpdir(void)
     nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* Nothing more to test without a store: clean up and stop. */
+__attribute__((noreturn)) static void bail_out(void)
+{
+  remove_tmpdir();
+  exit(done_testing() ?: 1);
+}
+
 static bool is_hex(const char *s, size_t n)
 {
   for (size_t i = 0; i < n; i++)
@@ -49,37 +56,24 @@ static bool is_hex(const char *s, size_t n)
   return s[n] == '\0';
 }
 
-/* The bytes of corral.db followed by those of its -wal file. */
-static char *read_db_bytes(size_t *len)
-{
-  char *buf = NULL;
-  size_t size = 0;
-  FILE *out = open_memstream(&buf, &size);
-  const char *suffix[] = { "", "-wal" };
-  for (int i = 0; out && i < 2; i++)
-    {
-      char path[96], chunk[65536];
-      size_t n;
-      snprintf(path, sizeof(path), "%s%s", dbpath, suffix[i]);
-      FILE *f = fopen(path, "rb");
-      if (f == NULL)
-        continue;
-      while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        fwrite(chunk, 1, n, out);
-      fclose(f);
-    }
-  if (out)
-    fclose(out);
-  *len = size;
-  return buf;
-}
-
+/* Whether corral.db or its -wal file holds needle, byte for byte. */
 static bool db_contains(const char *needle)
 {
-  size_t len = 0;
-  char *buf = read_db_bytes(&len);
-  bool found = buf && memmem(buf, len, needle, strlen(needle)) != NULL;
-  free(buf);
+  bool found = false;
+  for (int i = 0; i < 2 && !found; i++)
+    {
+      char path[96], *buf;
+      struct stat st;
+      FILE *f;
+      snprintf(path, sizeof(path), "%s%s", dbpath, i ? "-wal" : "");
+      if (stat(path, &st) < 0 || (f = fopen(path, "rb")) == NULL)
+        continue;
+      buf = malloc(st.st_size + 1);
+      size_t len = buf ? fread(buf, 1, st.st_size, f) : 0;
+      found = buf && memmem(buf, len, needle, strlen(needle)) != NULL;
+      free(buf);
+      fclose(f);
+    }
   return found;
 }
 
@@ -137,9 +131,7 @@ static void test_open(void)
   ok(s == NULL, "a failed open leaves *out alone");
 
   if (!is_zero(corral_store_open(tmpdir, &store, &e_), "open in a fresh directory"))
-    {
-      plan_skip_all("no store");
-    }
+    bail_out();
   is_int(file_mode(""), 0600, "corral.db is 0600");
   char *mode = sql_value("PRAGMA journal_mode");
   is_str(mode, "wal", "a second connection sees journal_mode=wal");
@@ -439,7 +431,7 @@ static void test_reopen(void)
   corral_store_close(store);
   store = NULL;
   if (!is_zero(corral_store_open(tmpdir, &store, &e_), "reopen the store in the same directory"))
-    plan_skip_all("reopen failed");
+    bail_out();
   ok(corral_store_tenant_get(store, "acme", &t, NULL) == 0 && t.max_sandboxes == 10, "acme is still there");
   corral_tenant_release(&t);
   is_int(corral_store_key_lookup(store, kept_key, &tenant, NULL), 1, "its key still works");

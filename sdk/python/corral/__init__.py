@@ -12,8 +12,9 @@ variables ``CORRAL_API_KEY`` and ``CORRAL_URL`` (``http://127.0.0.1:7070``;
 """
 from .commands import CommandHandle, Commands
 from .exceptions import (AuthenticationError, CommandExitError, CommandTimeoutError, ConflictError,
-                         CorralConnectionError, CorralError, InvalidArgumentError, NotFoundError,
-                         QuotaExceededError, SandboxNotRunningError, ServiceUnavailableError)
+                         CorralConnectionError, CorralError, InsufficientStorageError, InvalidArgumentError,
+                         NotFoundError, PermissionDeniedError, QuotaExceededError, SandboxNotRunningError,
+                         ServiceUnavailableError)
 from .files import FileStream, Filesystem
 from .models import CommandResult, EntryInfo, ProcessInfo, SandboxInfo, WriteInfo
 from .sandbox import Sandbox
@@ -25,5 +26,6 @@ __all__ = [
     "Filesystem", "FileStream", "EntryInfo", "WriteInfo",
     "CorralError", "CorralConnectionError", "AuthenticationError", "NotFoundError",
     "SandboxNotRunningError", "ConflictError", "QuotaExceededError", "InvalidArgumentError",
-    "ServiceUnavailableError", "CommandExitError", "CommandTimeoutError",
+    "ServiceUnavailableError", "PermissionDeniedError", "InsufficientStorageError",
+    "CommandExitError", "CommandTimeoutError",
 ]

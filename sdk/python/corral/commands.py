@@ -3,7 +3,7 @@ import http.client
 import json
 
 from .exceptions import (CommandExitError, CommandTimeoutError, CorralConnectionError, CorralError,
-                         NotFoundError)
+                         NotFoundError, SandboxNotRunningError)
 from .models import CommandResult, ProcessInfo
 
 NDJSON = "application/x-ndjson"
@@ -43,24 +43,22 @@ def _events(resp):
 
 
 def _consume(resp, on_stdout, on_stderr):
-    """Read an ndjson command stream to its exit event; returns the CommandResult."""
-    out, err, pid = [], [], None
+    """Read an ndjson command stream to its exit event; returns the CommandResult.
+    An error event (the sandbox ended first) raises SandboxNotRunningError."""
+    out, err = [], []
     for ev in _events(resp):
         kind = ev.get("type")
-        if kind == "start":
-            pid = ev.get("pid")
-        elif kind in ("stdout", "stderr"):
+        if kind in ("stdout", "stderr"):
             data = ev.get("data", "")
             (out if kind == "stdout" else err).append(data)
             cb = on_stdout if kind == "stdout" else on_stderr
             if cb is not None:
                 cb(data)
         elif kind == "exit":
-            res = CommandResult.from_json(ev, stdout="".join(out) if out else None,
-                                          stderr="".join(err) if err else None)
-            if res.pid is None:
-                res.pid = pid
-            return res
+            return CommandResult.from_json(ev, stdout="".join(out), stderr="".join(err))
+        elif kind == "error":
+            raise SandboxNotRunningError(ev.get("message") or "the sandbox ended before the command did",
+                                         code=ev.get("code") or "sandbox_not_running")
     raise CorralError("the connection to corrald ended before the command did")
 
 

@@ -36,7 +36,13 @@ class CorralConnectionError(CorralError):
 
 
 class AuthenticationError(CorralError):
-    """The key is missing or unknown (401), or not allowed on this route (403)."""
+    """The key is missing or unknown (401), or not allowed (403, see
+    :class:`PermissionDeniedError`)."""
+
+
+class PermissionDeniedError(AuthenticationError):
+    """403: a tenant key on an admin route, or a file operation the sandbox
+    user may not do (writing outside ``/home/user``, ``/tmp``, ``/dev/shm``)."""
 
 
 class NotFoundError(CorralError):
@@ -61,6 +67,10 @@ class InvalidArgumentError(CorralError):
 
 class ServiceUnavailableError(CorralError):
     """corrald is shutting down or cannot create sandboxes (503)."""
+
+
+class InsufficientStorageError(CorralError):
+    """The sandbox's disk is full (507)."""
 
 
 class CommandExitError(CorralError):
@@ -92,11 +102,12 @@ class CommandTimeoutError(CommandExitError):
 _BY_STATUS = {
     400: InvalidArgumentError,
     401: AuthenticationError,
-    403: AuthenticationError,
+    403: PermissionDeniedError,
     404: NotFoundError,
     413: InvalidArgumentError,
     429: QuotaExceededError,
     503: ServiceUnavailableError,
+    507: InsufficientStorageError,
 }
 
 

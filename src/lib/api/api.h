@@ -28,6 +28,7 @@ struct sbx
   json_t *env;            /* sandbox env, given to every command */
   bool starting;          /* placeholder holding a quota slot */
   const char *end_reason; /* set by whoever ends it on purpose */
+  bool finalizing;        /* claimed by the thread that cleans it up */
 };
 
 struct metrics;

@@ -2,10 +2,11 @@
  * thread that notices deaths (pidfds in an epoll set), enforces TTLs and
  * purges old records.
  *
- * Only the lifecycle thread finalises a sandbox (cleans up its cgroup and
- * socket, closes its pidfd, records its end), so a pidfd is never closed
- * while another thread might still use it: a DELETE marks the reason, kills,
- * and waits on `ended` for the lifecycle thread to finish the job. */
+ * Exactly one thread finalises a sandbox (cleans up its cgroup and socket,
+ * closes its pidfd, records its end): the first to claim it, a DELETE or
+ * the lifecycle thread on its death.  The sandbox stays listed meanwhile,
+ * so a pidfd is never closed while another thread might use it, and a
+ * second DELETE waits on `ended` for the first to finish. */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
@@ -76,7 +77,7 @@ static void wake(struct daemon *d)
 
 static void watch(struct daemon *d, struct sbx *s)
 {
-  struct epoll_event ev = { .events = EPOLLIN, .data.u64 = s->serial };
+  struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT, .data.u64 = s->serial };
   epoll_ctl(d->epoll_fd, EPOLL_CTL_ADD, s->box.pidfd, &ev);
 }
 
@@ -104,7 +105,7 @@ uint64_t registry_oom_kills(struct daemon *d, const char *id)
   uint64_t n = 0;
   pthread_mutex_lock(&d->lock);
   struct sbx *s = find_locked(d, id);
-  if (s && !s->starting)
+  if (s && !s->starting && !s->finalizing)
     n = corral__box_oom_kills(&s->box);
   pthread_mutex_unlock(&d->lock);
   return n;
@@ -207,6 +208,29 @@ int registry_set_expiry(struct daemon *d, const char *id, int64_t expires_ms)
 
 /* ---- ending ---- */
 
+/* Claim the right to finalise s (under the lock): whoever claims it first,
+ * the lifecycle thread or a DELETE, does the cleanup. */
+static bool claim_locked(struct daemon *d, struct sbx *s)
+{
+  if (s->finalizing)
+    return false;
+  s->finalizing = true;
+  epoll_ctl(d->epoll_fd, EPOLL_CTL_DEL, s->box.pidfd, NULL);
+  return true;
+}
+
+static void finalize(struct daemon *d, struct sbx *s);
+
+static void finish(struct daemon *d, struct sbx *s)
+{
+  finalize(d, s);
+  pthread_mutex_lock(&d->lock);
+  remove_locked(d, s);
+  pthread_cond_broadcast(&d->ended);
+  pthread_mutex_unlock(&d->lock);
+  sbx_free(s);
+}
+
 int registry_end(struct daemon *d, const char *id, const char *reason)
 {
   pthread_mutex_lock(&d->lock);
@@ -219,8 +243,13 @@ int registry_end(struct daemon *d, const char *id, const char *reason)
   uint64_t serial = s->serial;
   if (!s->end_reason)
     s->end_reason = reason;
-  corral__box_kill(&s->box);
-  /* The lifecycle thread sees the pidfd turn readable and finalises. */
+  if (claim_locked(d, s))
+    {
+      /* This thread cleans up, in parallel with other DELETEs. */
+      pthread_mutex_unlock(&d->lock);
+      finish(d, s);
+      return 0;
+    }
   while (find_serial_locked(d, serial) != NULL && !atomic_load(&d->stopping))
     pthread_cond_wait(&d->ended, &d->lock);
   pthread_mutex_unlock(&d->lock);
@@ -233,7 +262,6 @@ static void finalize(struct daemon *d, struct sbx *s)
   corral_error_t err = NULL;
   if (!reason)
     reason = corral__box_oom_kills(&s->box) > 0 ? "oom" : "error";
-  epoll_ctl(d->epoll_fd, EPOLL_CTL_DEL, s->box.pidfd, NULL);
   corral__box_kill(&s->box);
   corral__box_cleanup(&s->box);
   if (corral_store_sandbox_set_ended(d->store, s->id, reason, api_now_ms(), &err) < 0)
@@ -252,16 +280,10 @@ static void on_death(struct daemon *d, uint64_t serial)
 {
   pthread_mutex_lock(&d->lock);
   struct sbx *s = find_serial_locked(d, serial);
+  bool mine = s && claim_locked(d, s);
   pthread_mutex_unlock(&d->lock);
-  if (!s)
-    return;
-  /* Still listed while it is cleaned up, so a DELETE waits for the end. */
-  finalize(d, s);
-  pthread_mutex_lock(&d->lock);
-  remove_locked(d, s);
-  pthread_cond_broadcast(&d->ended);
-  pthread_mutex_unlock(&d->lock);
-  sbx_free(s);
+  if (mine)
+    finish(d, s);
 }
 
 /* Kill what outlived its TTL; returns ms until the next expiry. */
@@ -272,7 +294,7 @@ static int expire(struct daemon *d)
   for (size_t i = 0; i < d->n_sbxs; i++)
     {
       struct sbx *s = d->sbxs[i];
-      if (s->starting || s->end_reason)
+      if (s->starting || s->end_reason || s->finalizing)
         continue;
       if (s->expires_ms <= now)
         {

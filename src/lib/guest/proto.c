@@ -150,9 +150,16 @@ bool corral__msg_get(const struct corral__msg *m, uint8_t tag, const uint8_t **d
 {
   size_t pos = 0;
   uint8_t t;
-  while (corral__msg_next(m, &pos, &t, data, len))
+  const uint8_t *d;
+  uint32_t l;
+  /* The outputs change only on a match. */
+  while (corral__msg_next(m, &pos, &t, &d, &l))
     if (t == tag)
-      return true;
+      {
+        *data = d;
+        *len = l;
+        return true;
+      }
   return false;
 }
 
