@@ -24,6 +24,7 @@ typedef struct corral_daemon_options_s {
   uint64_t max_timeout_s;    /* default 86400 */
   uint64_t retention_s;      /* how long ended sandboxes stay queryable; default 3600 */
   bool metrics_public;       /* GET /metrics without a key */
+  uint64_t pool_size;        /* ready sandboxes kept for default-shaped creates; default 4 */
   void (*log)(const char *line); /* NULL: no logging */
 } corral_daemon_options_t;
 

@@ -16,7 +16,11 @@
 
 static const char exec_usage_line[] =
   "usage: corral exec [--env K=V]... [--cwd DIR] [--timeout DURATION] [--background] [--no-stdin]\n"
-  "                   SANDBOX -- CMD [ARG...]\n";
+  "                   [--max-output SIZE] SANDBOX -- CMD [ARG...]\n";
+
+/* What a foreground command may print per stream unless --max-output says
+ * otherwise: the most corrald allows, as the output is streamed, not kept. */
+#define STREAMED_MAX_OUTPUT (64LL << 20)
 
 static const char exec_help[] =
   "\n"
@@ -25,18 +29,20 @@ static const char exec_help[] =
   "  --timeout DURATION    kill the command after DURATION (10, 1.5, 500ms, 2m); exit code 124\n"
   "  --background          start the command, print its pid and return at once\n"
   "  -n, --no-stdin        do not send our stdin (it is sent when it is not a terminal)\n"
+  "  --max-output SIZE     cap of each of stdout and stderr (default 64M, with --background 1M)\n"
   "  --url URL, --api-key KEY   corrald to talk to (default CORRAL_URL, CORRAL_API_KEY)\n\n"
   "Exits with the command's exit code (128+N for signal N, 124 on a timeout); 125\n"
   "when it could not be run.  Ctrl-C (or SIGTERM, SIGHUP) disconnects, which makes\n"
   "corrald kill the command; corral then exits with 128+N.\n";
 
-enum { OPT_ENV = CORRAL_OPT_FIRST_FREE, OPT_CWD, OPT_TIMEOUT, OPT_BACKGROUND, OPT_NO_STDIN };
+enum { OPT_ENV = CORRAL_OPT_FIRST_FREE, OPT_CWD, OPT_TIMEOUT, OPT_BACKGROUND, OPT_NO_STDIN, OPT_MAX_OUTPUT };
 
 static const struct option exec_options[] = {
   CORRAL_REMOTE_OPTIONS,
   { "env", required_argument, NULL, OPT_ENV }, { "cwd", required_argument, NULL, OPT_CWD },
   { "timeout", required_argument, NULL, OPT_TIMEOUT }, { "background", no_argument, NULL, OPT_BACKGROUND },
-  { "no-stdin", no_argument, NULL, OPT_NO_STDIN }, { NULL, 0, NULL, 0 }
+  { "no-stdin", no_argument, NULL, OPT_NO_STDIN }, { "max-output", required_argument, NULL, OPT_MAX_OUTPUT },
+  { NULL, 0, NULL, 0 }
 };
 
 /* State of one streamed run. */
@@ -53,7 +59,7 @@ static void on_signal(int sig)
   pending_signal = sig;
 }
 
-static void install_forwarding(void)
+static void catch_stop_signals(void)
 {
   static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
   struct sigaction sa;
@@ -61,10 +67,28 @@ static void install_forwarding(void)
   sa.sa_handler = on_signal;
   sa.sa_flags = SA_RESTART;
   for (size_t i = 0; i < sizeof(sigs) / sizeof(*sigs); i++)
-    sigaction(sigs[i], &sa, NULL);
+    {
+      struct sigaction old;
+      /* A signal ignored by whoever started us (nohup) stays ignored. */
+      if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+        sigaction(sigs[i], &sa, NULL);
+    }
 }
 
 /* ---- request ---- */
+
+static int set_max_output(json_t *body, const char *arg)
+{
+  corral_error_t err = NULL;
+  uint64_t bytes;
+  if (corral_parse_size(arg, &bytes, &err) < 0 || bytes == 0)
+    {
+      corral_error_release(&err);
+      return corral_usage_error(exec_usage_line, "--max-output: invalid size `%s` (e.g. 4M)", arg);
+    }
+  json_object_set_new(body, "max_output", json_integer((json_int_t) bytes));
+  return 0;
+}
 
 static int set_option(json_t *body, int opt, const char *arg, bool *no_stdin)
 {
@@ -72,6 +96,7 @@ static int set_option(json_t *body, int opt, const char *arg, bool *no_stdin)
   uint64_t ms;
   switch (opt)
     {
+    case OPT_MAX_OUTPUT: return set_max_output(body, arg);
     case OPT_ENV:
       return corral_kv_set(json_object_get(body, "env"), arg, "--env") < 0 ? CORRAL_EXIT_USAGE : 0;
     case OPT_CWD: json_object_set_new(body, "cwd", json_string(arg)); return 0;
@@ -240,12 +265,14 @@ static int run_streamed(json_t *body, const char *sandbox)
   corral_ndjson_t nd = { .on_event = on_event, .ctx = &run };
   char *path;
   int rc;
+  if (json_object_get(body, "max_output") == NULL)
+    json_object_set_new(body, "max_output", json_integer(STREAMED_MAX_OUTPUT));
   if (asprintf(&path, "/v1/sandboxes/%s/commands", sandbox) < 0)
     return CORRAL_EXIT_EXEC_FAIL;
   corral_call_t call = { .method = "POST", .path = path, .body = body, .upload_size = -1,
                          .accept = "application/x-ndjson", .sink = corral_ndjson_feed, .sink_ctx = &nd,
                          .tick = on_tick, .tick_ctx = &run };
-  install_forwarding();
+  catch_stop_signals();
   rc = corral_remote_call(&call, NULL);
   free(path);
   if (run.interrupted)

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,36 @@ struct files_args {
 
 /* ---- get ---- */
 
+/* A signal during a download into a file stops it, so the temporary file
+ * can be removed instead of left behind. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig)
+{
+  stop_signal = sig;
+}
+
+static void catch_stop_signals(void)
+{
+  static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_stop;
+  for (size_t i = 0; i < sizeof(sigs) / sizeof(*sigs); i++)
+    {
+      struct sigaction old;
+      /* A signal ignored by whoever started us (nohup) stays ignored. */
+      if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+
+static int stop_requested(void *ctx)
+{
+  (void) ctx;
+  return stop_signal ? -1 : 0;
+}
+
 struct download {
   FILE *out;
   const char *name;          /* for messages */
@@ -71,7 +102,8 @@ static int download(const struct files_args *a, const char *path, FILE *out, con
   int rc = -1;
   if (asprintf(&url, "/v1/sandboxes/%s/files?path=%s", a->sandbox, epath) >= 0)
     {
-      corral_call_t call = { .method = "GET", .path = url, .upload_size = -1, .sink = write_chunk, .sink_ctx = &d };
+      corral_call_t call = { .method = "GET", .path = url, .upload_size = -1, .sink = write_chunk, .sink_ctx = &d,
+                             .tick = stop_requested };
       rc = corral_remote_call(&call, NULL);
       free(url);
     }
@@ -139,6 +171,7 @@ static int get_to_file(const struct files_args *a, const char *path, const char 
       free(target);
       return rc;
     }
+  catch_stop_signals();
   int got = download(a, path, out, target);
   if (fclose(out) != 0 && got == 0)
     fprintf(stderr, "corral: cannot write `%s`: %s\n", target, strerror(errno));
@@ -150,7 +183,7 @@ static int get_to_file(const struct files_args *a, const char *path, const char 
     unlink(tmp);
   free(tmp);
   free(target);
-  return rc;
+  return stop_signal ? 128 + stop_signal : rc;
 }
 
 static int cmd_get(struct files_args *a)

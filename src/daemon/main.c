@@ -11,13 +11,15 @@
 static void usage(FILE *out)
 {
   fputs("usage: corrald [--listen ADDR:PORT] [--socket PATH] [--state-dir DIR] [--foreground]\n"
-        "               [--agent PATH] [--max-timeout SECONDS] [--retention SECONDS] [--metrics-public]\n\n"
+        "               [--agent PATH] [--max-timeout SECONDS] [--retention SECONDS] [--pool N]\n"
+        "               [--metrics-public]\n\n"
         "  --listen ADDR:PORT   HTTP address (default 127.0.0.1:7070; \"\" disables)\n"
         "  --socket PATH        unix socket (default STATE_DIR/corrald.sock; \"\" disables)\n"
         "  --state-dir DIR      database, audit log, admin key (default /var/lib/corral)\n"
         "  --foreground         log every event to stderr (corrald never forks away)\n"
         "  --max-timeout SECS   longest sandbox timeout a client may ask (default 86400)\n"
         "  --retention SECS     how long ended sandboxes stay queryable (default 3600)\n"
+        "  --pool N             sandboxes kept ready for default-shaped creates (default 4; 0 = none)\n"
         "environment: CORRAL_ADMIN_KEY (else generated into STATE_DIR/admin.key)\n", out);
 }
 
@@ -48,7 +50,7 @@ int main(int argc, char **argv)
     { "state-dir", required_argument, NULL, 'd' },   { "foreground", no_argument, NULL, 'f' },
     { "agent", required_argument, NULL, 'a' },       { "max-timeout", required_argument, NULL, 'm' },
     { "retention", required_argument, NULL, 'r' },   { "metrics-public", no_argument, NULL, 'p' },
-    { "help", no_argument, NULL, 'h' },              { NULL, 0, NULL, 0 },
+    { "pool", required_argument, NULL, 'P' },        { "help", no_argument, NULL, 'h' },              { NULL, 0, NULL, 0 },
   };
   corral_daemon_options_t o;
   corral_error_t err = NULL;
@@ -72,6 +74,18 @@ int main(int argc, char **argv)
           }
         break;
       case 'p': o.metrics_public = true; break;
+      case 'P':
+        {
+          char *end;
+          unsigned long long n = strtoull(optarg, &end, 10);
+          if (!*optarg || *end || n > 1024)
+            {
+              fprintf(stderr, "corrald: --pool wants a number of sandboxes (0..1024)\n");
+              return 2;
+            }
+          o.pool_size = n;
+          break;
+        }
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 2;
       }

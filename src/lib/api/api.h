@@ -29,9 +29,11 @@ struct sbx
   bool starting;          /* placeholder holding a quota slot */
   const char *end_reason; /* set by whoever ends it on purpose */
   bool finalizing;        /* claimed by the thread that cleans it up */
+  bool pooled;            /* a ready sandbox nobody has claimed yet */
 };
 
 struct metrics;
+struct create_req;
 
 struct daemon
 {
@@ -46,8 +48,9 @@ struct daemon
   size_t n_sbxs, cap_sbxs;
   uint64_t next_serial;
   int epoll_fd, wake_fd;
-  pthread_t lifecycle;
-  bool lifecycle_started;
+  pthread_t lifecycle, pool_thread;
+  bool lifecycle_started, pool_started;
+  pthread_cond_t pool_cond; /* the pool needs a refill (signalled on claims) */
   atomic_bool stopping;
   struct metrics *metrics;
 };
@@ -115,6 +118,19 @@ int registry_set_expiry(struct daemon *d, const char *id, int64_t expires_ms);
 /* End a sandbox on purpose and wait until it is gone.  0 if it was running. */
 int registry_end(struct daemon *d, const char *id, const char *reason);
 size_t registry_count(struct daemon *d);
+/* Take a ready sandbox from the pool for tenant (quotas checked): 1 with
+ * id and its runtime JSON (malloc'd) filled, 0 when the pool is empty,
+ * negative (EDQUOT) over a quota. */
+int registry_claim(struct daemon *d, const char *tenant, uint64_t memory_mb, int64_t expires_ms, json_t *env,
+                   char id[32], char **runtime_json, corral_error_t *err);
+size_t registry_pooled(struct daemon *d);
+
+/* ---- pool.c: sandboxes made ahead of demand ---- */
+#define POOL_TENANT "_pool"
+int pool_start(struct daemon *d, corral_error_t *err);
+void pool_stop(struct daemon *d);
+/* Whether a create request can be served from the pool. */
+bool pool_fits(const struct create_req *c);
 
 /* ---- route groups ---- */
 int route_sandbox_create(struct req *r);
@@ -122,6 +138,11 @@ int route_sandbox_list(struct req *r);
 int route_sandbox_get(struct req *r);
 int route_sandbox_delete(struct req *r);
 int route_sandbox_timeout(struct req *r);
+/* Record and start a sandbox for tenant (state "running" or "pool"); the
+ * registry entry must be reserved.  Responds nothing; 0 or -1 with err. */
+int sandbox_make(struct daemon *d, const char *id, const char *tenant, const char *state, const struct create_req *c,
+                 int64_t created_ms, int64_t expires_ms, corral_error_t *err);
+void sandbox_new_id(char *buf, size_t size);
 /* For routes that need a running sandbox: 1 with ref filled, or 0 after
  * responding 404 / 409. */
 int sandbox_running_or_fail(struct req *r, struct sbx_ref *ref);

@@ -21,6 +21,7 @@ void corral_daemon_options_init(corral_daemon_options_t *o)
   o->state_dir = "/var/lib/corral";
   o->max_timeout_s = 86400;
   o->retention_s = 3600;
+  o->pool_size = 4;
 }
 
 /* Sockets of this state dir's sandboxes: a short path (sun_path holds 108
@@ -141,6 +142,14 @@ static int open_state(struct daemon *d, corral_error_t *err)
 static void release(struct daemon *d)
 {
   corral__spawner_stop(&d->spawner);
+  /* The run dir goes when no sandbox socket is left in it. */
+  if (d->run_dir)
+    {
+      char sb[4200];
+      snprintf(sb, sizeof(sb), "%s/sb", d->run_dir);
+      if (rmdir(sb) == 0 || errno == ENOENT)
+        rmdir(d->run_dir);
+    }
   if (d->audit)
     corral_audit_close(d->audit);
   if (d->store)
@@ -229,13 +238,16 @@ int corral_daemon_run(const corral_daemon_options_t *o, corral_error_t *err)
   sigaddset(&set, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   metrics_init(&d);
-  if (open_state(&d, err) < 0 || registry_start(&d, err) < 0)
+  pthread_cond_init(&d.pool_cond, NULL);
+  if (open_state(&d, err) < 0 || registry_start(&d, err) < 0 || pool_start(&d, err) < 0)
     goto fail;
   int r = serve(&d, err);
+  pool_stop(&d);
   registry_stop(&d);
   release(&d);
   return r;
 fail:
+  pool_stop(&d);
   if (d.lifecycle_started)
     registry_stop(&d);
   release(&d);

@@ -89,7 +89,7 @@ int registry_get(struct daemon *d, const char *id, const char *tenant, bool admi
   memset(out, 0, sizeof(*out));
   pthread_mutex_lock(&d->lock);
   struct sbx *s = find_locked(d, id);
-  if (s && !s->starting && !s->end_reason && (admin || strcmp(s->tenant, tenant) == 0))
+  if (s && !s->starting && !s->pooled && !s->end_reason && (admin || strcmp(s->tenant, tenant) == 0))
     {
       snprintf(out->id, sizeof(out->id), "%s", s->id);
       snprintf(out->sock_path, sizeof(out->sock_path), "%s", s->box.sock_path);
@@ -116,17 +116,84 @@ size_t registry_count(struct daemon *d)
   pthread_mutex_lock(&d->lock);
   size_t n = 0;
   for (size_t i = 0; i < d->n_sbxs; i++)
-    n += !d->sbxs[i]->starting;
+    n += !d->sbxs[i]->starting && !d->sbxs[i]->pooled;
   pthread_mutex_unlock(&d->lock);
   return n;
 }
 
 /* ---- create ---- */
 
+static void tenant_usage_locked(struct daemon *d, const char *tenant, uint64_t *count, uint64_t *mem)
+{
+  *count = *mem = 0;
+  for (size_t i = 0; i < d->n_sbxs; i++)
+    if (strcmp(d->sbxs[i]->tenant, tenant) == 0)
+      *count += 1, *mem += d->sbxs[i]->memory_mb;
+}
+
+static int check_quota_locked(struct daemon *d, const corral_tenant_t *t, uint64_t memory_mb, corral_error_t *err)
+{
+  uint64_t count, mem;
+  tenant_usage_locked(d, t->name, &count, &mem);
+  if (t->max_sandboxes && count + 1 > t->max_sandboxes)
+    return corral_error_set(err, EDQUOT, "tenant `%s` already runs %llu sandboxes (max_sandboxes %llu)", t->name,
+                            (unsigned long long) count, (unsigned long long) t->max_sandboxes);
+  if (t->max_memory_mb && mem + memory_mb > t->max_memory_mb)
+    return corral_error_set(err, EDQUOT, "tenant `%s` would use %llu MB of memory (max_memory_mb %llu)", t->name,
+                            (unsigned long long) (mem + memory_mb), (unsigned long long) t->max_memory_mb);
+  return 0;
+}
+
+size_t registry_pooled(struct daemon *d)
+{
+  size_t n = 0;
+  pthread_mutex_lock(&d->lock);
+  for (size_t i = 0; i < d->n_sbxs; i++)
+    n += d->sbxs[i]->pooled;
+  pthread_mutex_unlock(&d->lock);
+  return n;
+}
+
+int registry_claim(struct daemon *d, const char *tenant, uint64_t memory_mb, int64_t expires_ms, json_t *env,
+                   char id[32], char **runtime_json, corral_error_t *err)
+{
+  corral_tenant_t t = { 0 };
+  int r = 0;
+  if (strcmp(tenant, "admin") != 0 && corral_store_tenant_get(d->store, tenant, &t, err) < 0)
+    return corral_error_wrap(err, "tenant");
+  pthread_mutex_lock(&d->lock);
+  if (!t.name || (r = check_quota_locked(d, &t, memory_mb, err)) == 0)
+    for (size_t i = 0; i < d->n_sbxs && r == 0; i++)
+      {
+        struct sbx *s = d->sbxs[i];
+        char *owner = s->pooled && !s->starting && !s->end_reason && !s->finalizing ? strdup(tenant) : NULL;
+        if (!owner)
+          continue;
+        free(s->tenant);
+        s->tenant = owner;
+        s->pooled = false;
+        s->memory_mb = memory_mb;
+        s->expires_ms = expires_ms;
+        json_decref(s->env);
+        s->env = json_incref(env);
+        snprintf(id, 32, "%s", s->id);
+        *runtime_json = corral__box_runtime_json(&s->box);
+        r = 1;
+      }
+  pthread_mutex_unlock(&d->lock);
+  corral_tenant_release(&t);
+  if (r == 1)
+    {
+      pthread_cond_signal(&d->pool_cond);
+      wake(d);
+    }
+  return r;
+}
+
 int registry_reserve(struct daemon *d, const char *id, const char *tenant, uint64_t memory_mb, corral_error_t *err)
 {
   corral_tenant_t t = { 0 };
-  bool quota = strcmp(tenant, "admin") != 0;
+  bool pooled = strcmp(tenant, POOL_TENANT) == 0, quota = !pooled && strcmp(tenant, "admin") != 0;
   if (quota && corral_store_tenant_get(d->store, tenant, &t, err) < 0)
     return corral_error_wrap(err, "tenant");
   struct sbx *s = calloc(1, sizeof(*s));
@@ -139,20 +206,13 @@ int registry_reserve(struct daemon *d, const char *id, const char *tenant, uint6
   s->tenant = strdup(tenant);
   s->memory_mb = memory_mb;
   s->starting = true;
+  s->pooled = pooled;
   s->box.pidfd = -1;
   int r = 0;
-  uint64_t count = 0, mem = 0;
   pthread_mutex_lock(&d->lock);
-  for (size_t i = 0; quota && i < d->n_sbxs; i++)
-    if (strcmp(d->sbxs[i]->tenant, tenant) == 0)
-      count++, mem += d->sbxs[i]->memory_mb;
-  if (quota && t.max_sandboxes && count + 1 > t.max_sandboxes)
-    r = corral_error_set(err, EDQUOT, "tenant `%s` already runs %llu sandboxes (max_sandboxes %llu)", tenant,
-                         (unsigned long long) count, (unsigned long long) t.max_sandboxes);
-  else if (quota && t.max_memory_mb && mem + memory_mb > t.max_memory_mb)
-    r = corral_error_set(err, EDQUOT, "tenant `%s` would use %llu MB of memory (max_memory_mb %llu)", tenant,
-                         (unsigned long long) (mem + memory_mb), (unsigned long long) t.max_memory_mb);
-  else if (insert_locked(d, s) < 0)
+  if (quota)
+    r = check_quota_locked(d, &t, memory_mb, err);
+  if (r == 0 && insert_locked(d, s) < 0)
     r = corral_error_set(err, ENOMEM, "registry");
   pthread_mutex_unlock(&d->lock);
   corral_tenant_release(&t);
@@ -294,7 +354,7 @@ static int expire(struct daemon *d)
   for (size_t i = 0; i < d->n_sbxs; i++)
     {
       struct sbx *s = d->sbxs[i];
-      if (s->starting || s->end_reason || s->finalizing)
+      if (s->starting || s->pooled || s->end_reason || s->finalizing)
         continue;
       if (s->expires_ms <= now)
         {
@@ -387,6 +447,17 @@ static void adopt_live(struct daemon *d, corral_sandbox_rec_t *rec, struct corra
   api_log(d, "sandbox %s re-adopted (pid %d)", rec->id, box->pid);
 }
 
+/* Kill and clean up what a record describes, alive or not. */
+static void discard(struct daemon *d, corral_sandbox_rec_t *rec, struct corral__box *box)
+{
+  corral__box_kill(box);
+  corral__box_cleanup(box);
+  corral__box_forget(box);
+  /* A create cut short before its runtime was recorded may still have left
+   * a cgroup (with a running agent in it) and a socket. */
+  corral__box_sweep(d->run_dir, rec->id);
+}
+
 static void adopt_one(struct daemon *d, corral_sandbox_rec_t *rec)
 {
   corral_error_t err = NULL;
@@ -399,8 +470,7 @@ static void adopt_one(struct daemon *d, corral_sandbox_rec_t *rec)
     return adopt_live(d, rec, &box);
   /* Dead, half-created, or an agent that no longer answers: end it and
    * remove whatever it left. */
-  corral__box_kill(&box);
-  corral__box_cleanup(&box);
+  discard(d, rec, &box);
   corral_store_sandbox_set_ended(d->store, rec->id, "daemon_restart_lost", api_now_ms(), NULL);
   corral_store_event_add(d->store, rec->id, "lost", NULL, NULL);
   metrics_ended(d, "daemon_restart_lost");
@@ -426,6 +496,22 @@ int registry_start(struct daemon *d, corral_error_t *err)
   for (size_t i = 0; i < n; i++)
     adopt_one(d, &recs[i]);
   corral_sandbox_recs_free(recs, n);
+  /* The previous run's pool: nobody claimed these, nobody will. */
+  if (corral_store_sandbox_list(d->store, NULL, "pool", &recs, &n, err) < 0)
+    return corral_error_wrap(err, "list pooled sandboxes");
+  for (size_t i = 0; i < n; i++)
+    {
+      struct corral__box box;
+      corral_error_t e = NULL;
+      memset(&box, 0, sizeof(box));
+      box.pidfd = -1;
+      if (recs[i].runtime_json)
+        corral__box_adopt(recs[i].id, recs[i].runtime_json, &box, &e);
+      corral_error_release(&e);
+      discard(d, &recs[i], &box);
+      corral_store_sandbox_set_ended(d->store, recs[i].id, "discarded", api_now_ms(), NULL);
+    }
+  corral_sandbox_recs_free(recs, n);
   if (pthread_create(&d->lifecycle, NULL, lifecycle_main, d) != 0)
     return corral_error_set(err, EAGAIN, "start the lifecycle thread");
   d->lifecycle_started = true;
@@ -445,8 +531,16 @@ void registry_stop(struct daemon *d)
   pthread_cond_broadcast(&d->ended);
   for (size_t i = 0; i < d->n_sbxs; i++)
     {
-      corral__box_forget(&d->sbxs[i]->box);
-      sbx_free(d->sbxs[i]);
+      struct sbx *s = d->sbxs[i];
+      /* Sandboxes go on running for the next start; the pool does not. */
+      if (s->pooled && !s->starting)
+        {
+          corral__box_kill(&s->box);
+          corral__box_cleanup(&s->box);
+          corral_store_sandbox_set_ended(d->store, s->id, "discarded", api_now_ms(), NULL);
+        }
+      corral__box_forget(&s->box);
+      sbx_free(s);
     }
   d->n_sbxs = 0;
   free(d->sbxs);

@@ -6,7 +6,7 @@
 #include "api.h"
 #include "../common/utils.h"
 
-static void new_id(char *buf, size_t size)
+void sandbox_new_id(char *buf, size_t size)
 {
   static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
   unsigned char rnd[20];
@@ -58,7 +58,7 @@ static int visible_record(struct req *r, const char *id, corral_sandbox_rec_t *r
       corral_error_release(&err);
       return -1;
     }
-  if (!r->admin && strcmp(rec->tenant, r->tenant) != 0)
+  if ((!r->admin && strcmp(rec->tenant, r->tenant) != 0) || strcmp(rec->tenant, POOL_TENANT) == 0)
     {
       corral_sandbox_rec_release(rec);
       api_fail(r, 404, "not_found", "sandbox `%s` not found", id);
@@ -87,22 +87,16 @@ static json_t *limits_json(const struct create_req *c)
                    (json_int_t) c->pids, "disk_mb", (json_int_t) c->disk_mb);
 }
 
-static int start_box(struct req *r, const char *id, const struct create_req *c, struct corral__box *box)
+static int start_box(struct daemon *d, const char *id, const struct create_req *c, struct corral__box *box,
+                     corral_error_t *err)
 {
   corral_config_t cfg;
-  corral_error_t err = NULL;
   corral_config_init(&cfg);
   cfg.memory_bytes = c->memory_mb << 20;
   cfg.pids = c->pids;
   cfg.disk_bytes = c->disk_mb << 20;
   cfg.cpu_millis = c->cpu_millis;
-  if (corral__box_create(&r->d->spawner, id, &cfg, box, &err) < 0)
-    {
-      api_fail_err(r, err, "create sandbox");
-      corral_error_release(&err);
-      return -1;
-    }
-  return 0;
+  return corral__box_create(&d->spawner, id, &cfg, box, err);
 }
 
 struct rec_text
@@ -116,24 +110,47 @@ static void rec_text_free(struct rec_text *t)
   memset(t, 0, sizeof(*t));
 }
 
-static int record(struct req *r, corral_sandbox_rec_t *rec, struct rec_text *t, const struct create_req *c,
-                  const struct corral__box *box)
+/* Write the row; runtime is taken over (may be NULL). */
+static int record(struct daemon *d, corral_sandbox_rec_t *rec, struct rec_text *t, const struct create_req *c,
+                  char *runtime, corral_error_t *err)
 {
-  corral_error_t err = NULL;
   json_t *lim = limits_json(c);
   rec_text_free(t);
   rec->limits_json = t->limits = json_dumps(lim, JSON_COMPACT);
   rec->metadata_json = t->metadata = json_dumps(c->metadata, JSON_COMPACT);
   rec->env_json = t->env = json_dumps(c->env, JSON_COMPACT);
-  rec->runtime_json = t->runtime = box ? corral__box_runtime_json(box) : NULL;
+  rec->runtime_json = t->runtime = runtime;
   json_decref(lim);
-  if (corral_store_sandbox_put(r->d->store, rec, &err) < 0)
+  return corral_store_sandbox_put(d->store, rec, err);
+}
+
+int sandbox_make(struct daemon *d, const char *id, const char *tenant, const char *state, const struct create_req *c,
+                 int64_t created_ms, int64_t expires_ms, corral_error_t *err)
+{
+  struct corral__box box;
+  struct rec_text t = { 0 };
+  corral_sandbox_rec_t rec = { .id = (char *) id, .tenant = (char *) tenant, .template_name = (char *) c->template_name,
+                               .state = (char *) state, .created_ms = created_ms, .expires_ms = expires_ms };
+  int r;
+  /* Recorded before it exists: a crash mid-create leaves a row that the
+   * next start marks lost (and whose leftovers it sweeps), never a sandbox
+   * nobody knows about. */
+  if ((r = record(d, &rec, &t, c, NULL, err)) < 0 || (r = start_box(d, id, c, &box, err)) < 0)
+    goto failed;
+  if ((r = record(d, &rec, &t, c, corral__box_runtime_json(&box), err)) < 0)
     {
-      api_fail_err(r, err, "record sandbox");
-      corral_error_release(&err);
-      return -1;
+      corral__box_kill(&box);
+      corral__box_cleanup(&box);
+      corral__box_forget(&box);
+      goto failed;
     }
+  registry_activate(d, id, &box, expires_ms, c->env);
+  rec_text_free(&t);
   return 0;
+failed:
+  corral_store_sandbox_set_ended(d->store, id, "error", api_now_ms(), NULL);
+  rec_text_free(&t);
+  return r;
 }
 
 static int decode_create_body(struct req *r, struct create_req *c)
@@ -155,49 +172,76 @@ static int decode_create_body(struct req *r, struct create_req *c)
   return 0;
 }
 
+/* A ready sandbox from the pool, given to this tenant: 1 done (row
+ * rewritten), 0 none free, -1 after responding. */
+static int create_from_pool(struct req *r, const struct create_req *c, int64_t now, char id[32])
+{
+  corral_error_t err = NULL;
+  char *runtime = NULL;
+  struct rec_text t = { 0 };
+  int64_t expires = now + (int64_t) c->timeout_s * 1000;
+  int got = registry_claim(r->d, r->tenant, c->memory_mb, expires, c->env, id, &runtime, &err);
+  if (got < 0)
+    {
+      api_fail_err(r, err, NULL);
+      corral_error_release(&err);
+      return -1;
+    }
+  if (got == 0)
+    return 0;
+  corral_sandbox_rec_t rec = { .id = id, .tenant = r->tenant, .template_name = (char *) c->template_name,
+                               .state = (char *) "running", .created_ms = now, .expires_ms = expires };
+  if (record(r->d, &rec, &t, c, runtime, &err) < 0)
+    {
+      rec_text_free(&t);
+      registry_end(r->d, id, "error");
+      api_fail_err(r, err, "record sandbox");
+      corral_error_release(&err);
+      return -1;
+    }
+  rec_text_free(&t);
+  return 1;
+}
+
 int route_sandbox_create(struct req *r)
 {
   char id[32];
   struct create_req c;
-  struct corral__box box;
-  struct rec_text t = { 0 };
   corral_error_t err = NULL;
+  corral_sandbox_rec_t rec;
   if (decode_create_body(r, &c) < 0)
     return MHD_YES;
-  new_id(id, sizeof(id));
-  if (registry_reserve(r->d, id, r->tenant, c.memory_mb, &err) < 0)
-    {
-      api_fail_err(r, err, NULL);
-      corral_error_release(&err);
-      create_req_release(&c);
-      return MHD_YES;
-    }
   int64_t now = api_now_ms();
-  corral_sandbox_rec_t rec = { .id = id, .tenant = r->tenant, .template_name = c.template_name,
-                               .state = (char *) "running", .created_ms = now,
-                               .expires_ms = now + (int64_t) c.timeout_s * 1000 };
-  /* Recorded before it exists: a crash mid-create leaves a row that the
-   * next start marks lost, never a sandbox nobody knows about. */
-  if (record(r, &rec, &t, &c, NULL) < 0 || start_box(r, id, &c, &box) < 0)
-    goto failed;
-  if (record(r, &rec, &t, &c, &box) < 0)
+  int pooled = pool_fits(&c) ? create_from_pool(r, &c, now, id) : 0;
+  if (pooled == 0)
     {
-      corral__box_kill(&box);
-      corral__box_cleanup(&box);
-      goto failed;
+      sandbox_new_id(id, sizeof(id));
+      if (registry_reserve(r->d, id, r->tenant, c.memory_mb, &err) < 0
+          || sandbox_make(r->d, id, r->tenant, "running", &c, now, now + (int64_t) c.timeout_s * 1000, &err) < 0)
+        {
+          registry_unreserve(r->d, id);
+          api_fail_err(r, err, corral_error_status(err) == EDQUOT ? NULL : "create sandbox");
+          corral_error_release(&err);
+          pooled = -1;
+        }
     }
-  registry_activate(r->d, id, &box, rec.expires_ms, c.env);
-  metrics_create(r->d, corral__now_us() - r->t0_us);
-  corral_store_event_add(r->d->store, id, "created", NULL, NULL);
-  api_audit(r->d, json_pack("{s:s, s:s, s:s, s:s}", "action", "sandbox.create", "tenant", r->tenant, "sandbox", id,
-                            "template", c.template_name));
-  api_json(r, 201, sandbox_json(&rec));
-  goto out;
-failed:
-  corral_store_sandbox_set_ended(r->d->store, id, "error", api_now_ms(), NULL);
-  registry_unreserve(r->d, id);
-out:
-  rec_text_free(&t);
+  if (pooled >= 0)
+    {
+      metrics_create(r->d, corral__now_us() - r->t0_us);
+      corral_store_event_add(r->d->store, id, "created", NULL, NULL);
+      api_audit(r->d, json_pack("{s:s, s:s, s:s, s:s, s:b}", "action", "sandbox.create", "tenant", r->tenant,
+                                "sandbox", id, "template", c.template_name, "pooled", pooled));
+      if (corral_store_sandbox_get(r->d->store, id, &rec, &err) == 0)
+        {
+          api_json(r, 201, sandbox_json(&rec));
+          corral_sandbox_rec_release(&rec);
+        }
+      else
+        {
+          api_fail_err(r, err, "read back the sandbox");
+          corral_error_release(&err);
+        }
+    }
   create_req_release(&c);
   return MHD_YES;
 }
@@ -243,7 +287,7 @@ int route_sandbox_list(struct req *r)
   json_t *want = json_object(), *arr = json_array();
   MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, collect_filter, want);
   for (size_t i = 0; i < n; i++)
-    if (metadata_matches(recs[i].metadata_json, want))
+    if (strcmp(recs[i].tenant, POOL_TENANT) != 0 && metadata_matches(recs[i].metadata_json, want))
       json_array_append_new(arr, sandbox_json(&recs[i]));
   corral_sandbox_recs_free(recs, n);
   json_decref(want);

@@ -448,6 +448,14 @@ static int remove_dir(const char *dir, corral_error_t *err)
   return corral_error_set(err, errno, "remove cgroup `%s`", dir);
 }
 
+/* Kill and remove a leftover cgroup directory, whatever its state. */
+static int remove_leftover(const char *path)
+{
+  write_at(path, "freezer.state", "THAWED", NULL);
+  write_at(path, "cgroup.kill", "1", NULL);
+  return remove_dir(path, NULL);
+}
+
 int corral__cgroup_destroy(struct corral__cgroup *cg, corral_error_t *err)
 {
   int r = 0;
@@ -485,12 +493,32 @@ static int gc_dir(const char *parent, corral_error_t *err)
       snprintf(path, sizeof(path), "%s/%s", parent, de->d_name);
       /* Whichever of these the hierarchy has: a frozen leftover cannot
        * die, and cgroup.kill ends what a killed supervisor left running. */
-      write_at(path, "freezer.state", "THAWED", NULL);
-      write_at(path, "cgroup.kill", "1", NULL);
-      if (remove_dir(path, NULL) == 0)
+      if (remove_leftover(path) == 0)
         removed++;
     }
   closedir(d);
+  return removed;
+}
+
+int corral__cgroup_remove_named(const char *name)
+{
+  char root[512], parent[4096], self[4096], path[4200];
+  int removed = 0;
+  if (strchr(name, '/') || name[0] == '.')
+    return 0;
+  read_self_cgroup(self, sizeof(self));
+  if (v2_root(root, sizeof(root)) != NULL)
+    {
+      snprintf(path, sizeof(path), "%s/corral/%s", root, name);
+      removed += access(path, F_OK) == 0 && remove_leftover(path) == 0;
+    }
+  for (int i = 0; i < CORRAL__CG_V1_MAX; i++)
+    {
+      if (v1_parent(self, v1_ctrl[i], parent, sizeof(parent)) < 0)
+        continue;
+      snprintf(path, sizeof(path), "%s/%s", parent, name);
+      removed += access(path, F_OK) == 0 && remove_leftover(path) == 0;
+    }
   return removed;
 }
 

@@ -41,6 +41,9 @@ void corral__cgroup_stats(struct corral__cgroup *cg, uint64_t *oom_kills, uint64
                           uint64_t *user_ms, uint64_t *sys_ms);
 /* Kill what is left, remove the directories, free cg. */
 int corral__cgroup_destroy(struct corral__cgroup *cg, corral_error_t *err);
+/* Kill and remove the cgroup `name` under corral's parents in every
+ * hierarchy (a sandbox whose record was lost); returns how many went. */
+int corral__cgroup_remove_named(const char *name);
 /* Remove leftover "run-PID-*" cgroups whose PID is gone. */
 int corral__cgroup_gc(corral_error_t *err);
 

@@ -525,3 +525,14 @@ int corral__box_connect(const struct corral__box *b, corral_error_t *err)
     }
   return fd;
 }
+
+void corral__box_sweep(const char *run_dir, const char *id)
+{
+  char name[96], path[4200];
+  if (strchr(id, '/'))
+    return;
+  snprintf(name, sizeof(name), "box-%s", id);
+  corral__cgroup_remove_named(name);
+  snprintf(path, sizeof(path), "%s/sb/%s.sock", run_dir, id);
+  unlink(path);
+}

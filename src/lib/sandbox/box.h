@@ -60,6 +60,10 @@ uint64_t corral__box_oom_kills(struct corral__box *b);
 void corral__box_cleanup(struct corral__box *b);
 /* Free the box's memory only (the daemon stops watching; the box lives on). */
 void corral__box_forget(struct corral__box *b);
+/* Remove what a sandbox without a runtime record may have left (its
+ * cgroup, killing what is in it, and its socket): a create cut short by a
+ * crash of the daemon. */
+void corral__box_sweep(const char *run_dir, const char *id);
 /* A new connection to the agent (blocking, CLOEXEC). */
 int corral__box_connect(const struct corral__box *b, corral_error_t *err);
 
