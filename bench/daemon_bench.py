@@ -76,9 +76,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_daemon(corrald, state, port, key):
+def start_daemon(corrald, state, port, key, pool):
     env = dict(os.environ, CORRAL_ADMIN_KEY=key)
-    p = subprocess.Popen([corrald, "--listen", f"127.0.0.1:{port}", "--state-dir", state, "--socket", ""],
+    p = subprocess.Popen([corrald, "--listen", f"127.0.0.1:{port}", "--state-dir", state, "--socket", "",
+                          "--pool", str(pool)],
                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(500):
         try:
@@ -199,6 +200,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corrald", default=os.path.join(HERE, "..", "build", "bin", "corrald"))
     ap.add_argument("--quick", action="store_true", help="fewer samples")
+    ap.add_argument("--pool", type=int, default=4, help="corrald --pool (default 4, its default)")
     ap.add_argument("--write-readme", action="store_true", help="update the table in bench/README.md")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -207,7 +209,7 @@ def main():
     n_seq, per_client, total, idle = (30, 3, 128, 30) if args.quick else (200, 10, 1024, 100)
     state = tempfile.mkdtemp(prefix="corral-bench-")
     port, key = free_port(), "bench_" + secrets.token_hex(8)
-    daemon = start_daemon(os.path.abspath(args.corrald), state, port, key)
+    daemon = start_daemon(os.path.abspath(args.corrald), state, port, key, args.pool)
     try:
         warm = Client(port, key)
         for _ in range(5):
@@ -233,7 +235,7 @@ def main():
     table = ["| measure | result | target |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
     head = (f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}, {platform.node()}, kernel "
             f"{platform.release()}, {os.cpu_count()} CPUs; {len(seq)} sequential samples, "
-            f"{len(conc)} concurrent samples, {total} cycles.")
+            f"{len(conc)} concurrent samples, {total} cycles; corrald --pool {args.pool}.")
     text = head + "\n\n" + "\n".join(table) + "\n"
     print(text)
     if args.write_readme:

@@ -73,10 +73,22 @@ class Daemon:
         self.stop()
         raise RuntimeError(f"corrald did not answer /health within {timeout}s:\n{self.log_tail()}")
 
+    def kill_all_sandboxes(self):
+        """DELETE every running sandbox: corrald keeps them across a SIGTERM
+        (to re-adopt them), and nobody would end them after the tests."""
+        status, body = self.api("GET", "/v1/sandboxes?state=running")
+        for sb in (body or {}).get("sandboxes", []) if status == 200 else []:
+            self.api("DELETE", f"/v1/sandboxes/{sb['id']}")
+
     def stop(self, timeout=30):
-        """SIGTERM and wait; SIGKILL (and fail) if it does not stop in time."""
+        """Kill the sandboxes left, then SIGTERM and wait; SIGKILL (and fail)
+        if corrald does not stop in time."""
         if self.proc is None or self.proc.poll() is not None:
             return
+        try:
+            self.kill_all_sandboxes()
+        except OSError:
+            pass
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout)

@@ -16,8 +16,8 @@ from daemon import SDK_DIR, corrald, needs_corrald, tenant  # noqa: F401 (fixtur
 sys.path.insert(0, SDK_DIR)
 import corral  # noqa: E402
 from corral import (AuthenticationError, CommandExitError, CommandTimeoutError,  # noqa: E402
-                    CorralConnectionError, InvalidArgumentError, NotFoundError, QuotaExceededError,
-                    Sandbox, SandboxNotRunningError)
+                    CorralConnectionError, InsufficientStorageError, InvalidArgumentError, NotFoundError,
+                    PermissionDeniedError, QuotaExceededError, Sandbox, SandboxNotRunningError)
 
 pytestmark = needs_corrald
 
@@ -215,11 +215,18 @@ def test_files_errors(sbx):
     with pytest.raises(NotFoundError) as ei:
         sbx.files.read("/home/user/missing")
     assert ei.value.status == 404 and ei.value.code == "not_found" and ei.value.message
-    with pytest.raises(corral.CorralError) as ei:
+    with pytest.raises(PermissionDeniedError) as ei:
         sbx.files.write("/usr/forbidden", "x")
-    assert 400 <= ei.value.status < 500
+    assert ei.value.status == 403 and isinstance(ei.value, AuthenticationError)
     with pytest.raises(InvalidArgumentError):
         sbx.files.read("/home/user", format="bytes")          # a directory
+
+
+def test_disk_full(conn):
+    with Sandbox.create(disk_mb=1, **conn) as s:
+        with pytest.raises(InsufficientStorageError) as ei:
+            s.files.write("/home/user/too-big", b"x" * (3 << 20))
+        assert ei.value.status == 507
 
 
 def _maxrss_mb():
@@ -308,13 +315,15 @@ def test_ended_sandbox(conn):
         s.files.read("/tmp/x")
 
 
-def test_killed_while_running(conn):
+@pytest.mark.parametrize("streamed", [False, True])
+def test_killed_while_running(conn, streamed):
     s = Sandbox.create(**conn)
     outcome = []
+    callbacks = {"on_stdout": lambda d: None} if streamed else {}
 
     def run():
         try:
-            outcome.append(s.commands.run("sleep 60", check=False))
+            outcome.append(s.commands.run("echo started; sleep 60", check=False, **callbacks))
         except corral.CorralError as e:
             outcome.append(e)
 
@@ -324,8 +333,7 @@ def test_killed_while_running(conn):
     s.kill()
     t.join(30)
     assert not t.is_alive()
-    # Either an error, or the command's end (killed with the sandbox).
-    assert outcome and (isinstance(outcome[0], corral.CorralError) or outcome[0].exit_code != 0)
+    assert outcome and isinstance(outcome[0], SandboxNotRunningError), outcome
 
 
 def test_quota(corrald):

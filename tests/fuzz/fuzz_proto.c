@@ -9,7 +9,8 @@
  *     reads past m->len even on a message that was not validated;
  *   - corral__msg_get / _strdup / _u64 / _strv answer from the first (or
  *     every) field of a tag, refuse what their contract refuses (NUL bytes,
- *     a u64 that is not 8 bytes), and copy the right bytes;
+ *     a u64 that is not 8 bytes), copy the right bytes, and leave their
+ *     outputs alone when the tag is missing;
  *   - the frame builder re-encodes the fields to the same bytes, and
  *     corral__frame_recv / corral__send_data round-trip through an fd. */
 #define _GNU_SOURCE
@@ -94,12 +95,15 @@ static void check_tag(const struct corral__msg *m, const uint8_t *body, const st
         any_nul |= memchr(body + f[i].off, 0, f[i].len) != NULL;
       }
 
-  const uint8_t *d = NULL;
-  uint32_t l = 0;
+  static const uint8_t sentinel;
+  const uint8_t *d = &sentinel;
+  uint32_t l = 0xa5a5a5a5u;
   bool got = corral__msg_get(m, tag, &d, &l);
   CHECK(got == (first != NULL));
   if (got)
     CHECK(d == body + first->off && l == first->len);
+  else
+    CHECK(d == &sentinel && l == 0xa5a5a5a5u); /* a miss leaves the outputs alone */
 
   char *s = corral__msg_strdup(m, tag);
   if (first && !memchr(body + first->off, 0, first->len))

@@ -3,6 +3,7 @@
  * the agent kills a foreground command whose connection goes away, so a
  * client that hangs up leaves nothing running. */
 #define _GNU_SOURCE
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -121,7 +122,9 @@ struct stream
   json_t *argv;
   uint64_t oom_before, t0_us;
   struct utf8_carry carry[2];
-  bool ndjson, done;
+  bool ndjson, done, started;
+  pid_t pid;
+  int client_fd;   /* the HTTP client's socket: a hang-up ends the command */
   char *line;      /* ndjson: the line being sent */
   size_t line_len, line_off;
   struct corral__msg pending; /* a frame read ahead (attach) */
@@ -170,6 +173,26 @@ static json_t *exit_json(struct stream *s, const struct corral__msg *m)
                    "stderr_dropped_bytes", (json_int_t) drop[1]);
 }
 
+/* Wait until the agent has something, watching the client too: a client
+ * that hung up gets -1, and closing the agent connection then makes the
+ * agent kill a foreground command, even one that prints nothing. */
+static int wait_agent(struct stream *s)
+{
+  struct pollfd p[2] = { { s->fd, POLLIN, 0 }, { s->client_fd, POLLRDHUP, 0 } };
+  for (;;)
+    {
+      int r = poll(p, s->client_fd >= 0 ? 2 : 1, -1);
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r < 0)
+        return -1;
+      if (p[0].revents)
+        return 0;
+      if (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+        return -1;
+    }
+}
+
 /* Next frame: the one read ahead, or a fresh one.  1, 0 at EOF, -1. */
 static int next_frame(struct stream *s, struct corral__msg *m)
 {
@@ -179,6 +202,8 @@ static int next_frame(struct stream *s, struct corral__msg *m)
       s->has_pending = false;
       return 1;
     }
+  if (wait_agent(s) < 0)
+    return -1;
   return corral__frame_recv(s->fd, &s->buf, &s->cap, m, -1);
 }
 
@@ -187,6 +212,11 @@ static int next_frame(struct stream *s, struct corral__msg *m)
 static json_t *next_event(struct stream *s)
 {
   struct corral__msg m;
+  if (!s->started)
+    {
+      s->started = true;
+      return json_pack("{s:s, s:i}", "type", "start", "pid", s->pid);
+    }
   for (;;)
     {
       if (next_frame(s, &m) <= 0)
@@ -274,6 +304,8 @@ static int respond_collected(struct req *r, struct stream *s, unsigned status)
         }
       else if (type && strcmp(type, "exit") == 0)
         result = json_incref(ev);
+      else if (type && strcmp(type, "start") == 0)
+        ;
       else if (type && strcmp(type, "error") == 0)
         {
           api_fail(r, 409, "sandbox_not_running", "%s", json_string_value(json_object_get(ev, "message")));
@@ -310,7 +342,7 @@ static int respond_stream(struct req *r, struct stream *s, unsigned status)
   return api_queue(r, status, resp);
 }
 
-static struct stream *stream_new(struct req *r, const struct sbx_ref *ref, int fd, json_t *argv)
+static struct stream *stream_new(struct req *r, const struct sbx_ref *ref, int fd, json_t *argv, pid_t pid)
 {
   struct stream *s = calloc(1, sizeof(*s));
   if (!s)
@@ -327,6 +359,9 @@ static struct stream *stream_new(struct req *r, const struct sbx_ref *ref, int f
   s->oom_before = registry_oom_kills(r->d, ref->id);
   s->t0_us = corral__now_us();
   s->ndjson = api_wants_ndjson(r);
+  s->pid = pid;
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+  s->client_fd = ci ? ci->connect_fd : -1;
   return s;
 }
 
@@ -481,7 +516,7 @@ int route_command_start(struct req *r)
     {
       if (e.stdin_data)
         send_stdin(fd, e.stdin_data, e.stdin_len);
-      struct stream *s = stream_new(r, &ref, fd, argv_json(e.argv));
+      struct stream *s = stream_new(r, &ref, fd, argv_json(e.argv), pid);
       if (s)
         respond_stream(r, s, 200);
       else
@@ -519,7 +554,7 @@ int route_command_attach(struct req *r)
       corral_error_release(&err);
       return MHD_YES;
     }
-  struct stream *s = stream_new(r, &ref, fd, NULL);
+  struct stream *s = stream_new(r, &ref, fd, NULL, pid);
   if (!s)
     return api_fail(r, 500, "internal", "out of memory");
   int got = corral__frame_recv(fd, &s->buf, &s->cap, &s->pending, -1);

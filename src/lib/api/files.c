@@ -48,7 +48,9 @@ static int file_request(struct req *r, struct sbx_ref *ref, struct corral__frame
     }
   if (fd < 0)
     {
-      api_fail_err(r, err, what);
+      /* The agent's messages already name the operation and the path. */
+      (void) what;
+      api_fail_err(r, err, NULL);
       corral_error_release(&err);
     }
   return fd;
