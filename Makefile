@@ -8,7 +8,10 @@ CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation
 CPPFLAGS += -Iinclude -D_FORTIFY_SOURCE=2
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -fstack-protector-strong -fPIE
-LIBS := -lseccomp -ljansson -lsqlite3 -lcrypto -lmicrohttpd -lcurl -lpthread
+LIBS := -lseccomp -ljansson -lsqlite3 -lcrypto -lmicrohttpd -lpthread
+# The CLI loads libcurl itself when a remote command needs it (curl_dl.c), and
+# links only what it uses: `corral run` starts without a dozen libraries.
+CLI_LIBS := -Wl,--as-needed $(LIBS)
 LDFLAGS += -pie -Wl,-z,relro,-z,now
 
 ifeq ($(SANITIZE),1)
@@ -56,7 +59,7 @@ $(BUILD)/lib/libcorral.a: $(LIB_OBJ)
 
 $(BUILD)/bin/corral: $(CLI_OBJ) $(BUILD)/lib/libcorral.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(LIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ $(CLI_LIBS) -o $@
 
 $(BUILD)/bin/corrald: src/daemon/main.c $(BUILD)/lib/libcorral.a
 	@mkdir -p $(dir $@)

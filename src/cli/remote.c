@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <curl/curl.h>
+#include "curl_dl.h"
 #include "cli.h"
 
 #define DEFAULT_URL "http://127.0.0.1:7070"
@@ -73,11 +73,24 @@ static char *xasprintf(const char *fmt, ...)
   return s;
 }
 
+/* libcurl, loaded on first use; without it the remote commands cannot work. */
+static const struct cli_curl_api *C(void)
+{
+  const char *why = NULL;
+  const struct cli_curl_api *api = cli_curl_load(&why);
+  if (!api)
+    {
+      fprintf(stderr, "corral: the remote commands need libcurl (apt-get install libcurl4): %s\n", why);
+      exit(1);
+    }
+  return api;
+}
+
 char *corral_remote_escape(const char *s)
 {
-  char *e = curl_easy_escape(NULL, s, 0);
+  char *e = C()->easy_escape(NULL, s, 0);
   char *copy = e ? strdup(e) : NULL;
-  curl_free(e);
+  C()->free(e);
   if (copy == NULL)
     out_of_memory();
   return copy;
@@ -117,7 +130,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ctx)
   struct transfer *t = ctx;
   size_t len = size * nmemb;
   if (t->status == 0)
-    curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &t->status);
+    C()->easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &t->status);
   if (t->call->sink && success(t->status))
     {
       if (t->call->sink(data, len, t->call->sink_ctx) < 0)
@@ -159,7 +172,7 @@ static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off
 static struct curl_slist *add_header(struct curl_slist *h, const char *name, const char *value)
 {
   char *line = xasprintf("%s: %s", name, value);
-  struct curl_slist *n = curl_slist_append(h, line);
+  struct curl_slist *n = C()->slist_append(h, line);
   free(line);
   if (n == NULL)
     out_of_memory();
@@ -194,21 +207,21 @@ static void set_body(CURL *c, const corral_call_t *call, char **json)
     {
       if ((*json = json_dumps(call->body, JSON_COMPACT)) == NULL)
         out_of_memory();
-      curl_easy_setopt(c, CURLOPT_POSTFIELDS, *json);
-      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) strlen(*json));
+      C()->easy_setopt(c, CURLOPT_POSTFIELDS, *json);
+      C()->easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) strlen(*json));
     }
   else if (call->upload)
     {
-      curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-      curl_easy_setopt(c, CURLOPT_READFUNCTION, on_upload);
-      curl_easy_setopt(c, CURLOPT_READDATA, call->upload);
+      C()->easy_setopt(c, CURLOPT_UPLOAD, 1L);
+      C()->easy_setopt(c, CURLOPT_READFUNCTION, on_upload);
+      C()->easy_setopt(c, CURLOPT_READDATA, call->upload);
       if (call->upload_size >= 0)
-        curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t) call->upload_size);
+        C()->easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t) call->upload_size);
     }
   else if (strcmp(call->method, "POST") == 0 || strcmp(call->method, "PUT") == 0)
     {
-      curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) 0);
+      C()->easy_setopt(c, CURLOPT_POSTFIELDS, "");
+      C()->easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) 0);
     }
 }
 
@@ -219,7 +232,7 @@ static char *target_url(CURL *c, const char *path)
   size_t n;
   if (strncmp(base, "unix:", 5) == 0)
     {
-      curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, base + 5);
+      C()->easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, base + 5);
       return xasprintf("http://localhost%s", path);
     }
   n = strlen(base);
@@ -233,22 +246,22 @@ static void setup(struct transfer *t, char *errbuf, char **json, char **url, str
   CURL *c = t->curl;
   const corral_call_t *call = t->call;
   *url = target_url(c, call->path);
-  curl_easy_setopt(c, CURLOPT_URL, *url);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
+  C()->easy_setopt(c, CURLOPT_URL, *url);
+  C()->easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+  C()->easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  C()->easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+  C()->easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  C()->easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  C()->easy_setopt(c, CURLOPT_WRITEDATA, t);
   set_body(c, call, json);
   /* After the body options: CURLOPT_UPLOAD alone would make it a PUT. */
   if (strcmp(call->method, "GET") != 0)
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, call->method);
+    C()->easy_setopt(c, CURLOPT_CUSTOMREQUEST, call->method);
   if (call->tick)
     {
-      curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-      curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-      curl_easy_setopt(c, CURLOPT_XFERINFODATA, t);
+      C()->easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+      C()->easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+      C()->easy_setopt(c, CURLOPT_XFERINFODATA, t);
     }
 }
 
@@ -272,7 +285,7 @@ static int finish(struct transfer *t, CURLcode rc, const char *errbuf, json_t **
 {
   json_error_t jerr;
   if (t->status == 0)
-    curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &t->status);
+    C()->easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &t->status);
   if (t->sink_failed || t->tick_failed)
     return -1;
   /* A server that refuses an upload may answer and close before reading it
@@ -284,7 +297,7 @@ static int finish(struct transfer *t, CURLcode rc, const char *errbuf, json_t **
     }
   if (rc != CURLE_OK)
     {
-      const char *why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+      const char *why = errbuf[0] ? errbuf : C()->easy_strerror(rc);
       if (t->status == 0)
         fprintf(stderr, "corral: cannot reach corrald at %s: %s\n", remote_url(), why);
       else
@@ -312,18 +325,18 @@ int corral_remote_call(const corral_call_t *call, json_t **out)
 
   if (out)
     *out = NULL;
-  curl_global_init(CURL_GLOBAL_DEFAULT);
-  if ((t.curl = curl_easy_init()) == NULL)
+  C()->global_init(CURL_GLOBAL_DEFAULT);
+  if ((t.curl = C()->easy_init()) == NULL)
     {
       fputs("corral: cannot initialise libcurl\n", stderr);
       return -1;
     }
   headers = build_headers(call);
   setup(&t, errbuf, &json, &url, headers);
-  rc = curl_easy_perform(t.curl);
+  rc = C()->easy_perform(t.curl);
   ret = finish(&t, rc, errbuf, out);
-  curl_easy_cleanup(t.curl);
-  curl_slist_free_all(headers);
+  C()->easy_cleanup(t.curl);
+  C()->slist_free_all(headers);
   free(json);
   free(url);
   free(t.buf);
