@@ -97,7 +97,8 @@ const char *corral_reason_name(corral_reason_t r);
 char *corral_result_to_json(const corral_result_t *res);
 
 /* Remove cgroups left by corral processes that no longer exist (a run whose
- * supervisor was SIGKILLed).  Returns the number removed, or negative. */
+ * supervisor was SIGKILLed), and the sockets and cgroups of corrald
+ * sandboxes whose agent is gone.  Returns the number removed, or negative. */
 int corral_gc(corral_error_t *err);
 
 /* ---- input parsers (shared by the CLI, the daemon and the fuzzers) ---- */

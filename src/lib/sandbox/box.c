@@ -13,6 +13,7 @@
  * PID 1 is the spawner's child only until the spawner dies; nothing ties
  * it to the daemon's life. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
@@ -535,4 +536,63 @@ void corral__box_sweep(const char *run_dir, const char *id)
   corral__cgroup_remove_named(name);
   snprintf(path, sizeof(path), "%s/sb/%s.sock", run_dir, id);
   unlink(path);
+}
+
+/* One daemon's run dir: sockets nobody listens on are sandboxes that died
+ * while no corrald watched them (or whose state dir is gone). */
+static int gc_run_dir(const char *dir)
+{
+  char sb[4200];
+  int removed = 0;
+  snprintf(sb, sizeof(sb), "%s/sb", dir);
+  DIR *d = opendir(sb);
+  struct dirent *de;
+  while (d && (de = readdir(d)) != NULL)
+    {
+      struct corral__box b;
+      corral_error_t err = NULL;
+      size_t n = strlen(de->d_name);
+      if (n < 6 || strcmp(de->d_name + n - 5, ".sock") != 0 || strncmp(de->d_name, "sb_", 3) != 0)
+        continue;
+      memset(&b, 0, sizeof(b));
+      snprintf(b.sock_path, sizeof(b.sock_path), "%s/%s", sb, de->d_name);
+      int fd = corral__box_connect(&b, &err);
+      int e = corral_error_status(err);
+      corral_error_release(&err);
+      if (fd >= 0)
+        {
+          close(fd);
+          continue;
+        }
+      if (e != ECONNREFUSED && e != ENOENT)
+        continue;
+      de->d_name[n - 5] = '\0';
+      corral__box_sweep(dir, de->d_name);
+      removed++;
+    }
+  if (d)
+    closedir(d);
+  if (rmdir(sb) == 0 || errno == ENOENT)
+    rmdir(dir);
+  return removed;
+}
+
+int corral__box_gc(void)
+{
+  const char *base = getenv("CORRAL_RUN_DIR");
+  char path[4200];
+  int removed = 0;
+  if (!base || !*base)
+    base = "/run/corral";
+  DIR *d = opendir(base);
+  struct dirent *de;
+  while (d && (de = readdir(d)) != NULL)
+    if (strncmp(de->d_name, "d-", 2) == 0)
+      {
+        snprintf(path, sizeof(path), "%s/%s", base, de->d_name);
+        removed += gc_run_dir(path);
+      }
+  if (d)
+    closedir(d);
+  return removed;
 }

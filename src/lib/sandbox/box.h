@@ -64,6 +64,10 @@ void corral__box_forget(struct corral__box *b);
  * cgroup, killing what is in it, and its socket): a create cut short by a
  * crash of the daemon. */
 void corral__box_sweep(const char *run_dir, const char *id);
+/* Sweep corrald run dirs for sandboxes whose agent is gone (no listener on
+ * the socket): their cgroups and sockets.  Live agents are left alone: a
+ * stopped corrald re-adopts them.  Returns how many were swept. */
+int corral__box_gc(void);
 /* A new connection to the agent (blocking, CLOEXEC). */
 int corral__box_connect(const struct corral__box *b, corral_error_t *err);
 

@@ -34,6 +34,7 @@
 #endif
 
 #include "sandbox.h"
+#include "box.h"
 
 /* What the command sends PID 1 through its CLOEXEC pipe if exec fails. */
 struct exec_failure
@@ -556,5 +557,6 @@ release_seccomp:
 
 int corral_gc(corral_error_t *err)
 {
-  return corral__cgroup_gc(err);
+  int n = corral__cgroup_gc(err);
+  return n < 0 ? n : n + corral__box_gc();
 }
