@@ -56,10 +56,14 @@ class Client:
         r = self.call("POST", f"/v1/sandboxes/{sid}/commands", {"cmd": ["echo", "hi"]}, ndjson=True)
         if r.status != 200:
             raise RuntimeError(f"exec: {r.status} {r.read()[:200]!r}")
-        line = r.readline()
+        while True:
+            line = r.readline()
+            kind = json.loads(line).get("type") if line else None
+            if kind != "start":
+                break
         t = time.perf_counter()
-        if json.loads(line).get("type") != "stdout":
-            raise RuntimeError(f"first event: {line!r}")
+        if kind != "stdout":
+            raise RuntimeError(f"first output event: {line!r}")
         r.read()
         return t
 
@@ -113,6 +117,42 @@ def latency(port, key, clients, per_client):
 
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
         out = [ms for chunk in pool.map(worker, range(clients)) for ms in chunk]
+    return out
+
+
+def pool_ready(port, key):
+    c = Client(port, key)
+    text = c.call("GET", "/metrics").read().decode()
+    for line in text.splitlines():
+        if line.startswith("corral_pool_ready "):
+            return int(line.split()[1])
+    return 0
+
+
+def burst(port, key, clients, pool, rounds):
+    """`clients` creates at the same instant, the pool full beforehand."""
+    import threading
+    out = []
+    for _ in range(rounds):
+        deadline = time.time() + 60
+        while pool_ready(port, key) < min(pool, clients) and time.time() < deadline:
+            time.sleep(0.05)
+        gate = threading.Barrier(clients)
+
+        def worker(_):
+            c = Client(port, key)
+            gate.wait()
+            t0 = time.perf_counter()
+            sid = c.create()
+            t1 = c.first_output(sid)
+            return (t1 - t0) * 1000, sid
+
+        with concurrent.futures.ThreadPoolExecutor(clients) as p:
+            done = list(p.map(worker, range(clients)))
+        out += [ms for ms, _ in done]
+        killer = Client(port, key)
+        for _, sid in done:
+            killer.kill(sid)
     return out
 
 
@@ -216,6 +256,7 @@ def main():
             sample(warm)
         seq = latency(port, key, 1, n_seq)
         conc = latency(port, key, 32, per_client)
+        bursts = burst(port, key, 32, args.pool, 3 if args.quick else 5)
         cps = cycles_per_second(port, key, 16, total)
         idle_mib, agent_mib, charged_mib = idle_memory(port, key, daemon.pid, idle)
     finally:
@@ -224,8 +265,10 @@ def main():
         shutil.rmtree(state, ignore_errors=True)
     rows = [
         ("create -> first output, sequential (p50 / p99)", f"{pct(seq, 50):.2f} / {pct(seq, 99):.2f} ms", ""),
-        ("create -> first output, 32 concurrent (p50 / p99)", f"{pct(conc, 50):.2f} / {pct(conc, 99):.2f} ms",
-         f"<= {TARGETS['p50_32']:.0f} / <= {TARGETS['p99_32']:.0f} ms"),
+        ("create -> first output, 32 clients in a closed loop (p50 / p99)",
+         f"{pct(conc, 50):.2f} / {pct(conc, 99):.2f} ms", f"<= {TARGETS['p50_32']:.0f} / <= {TARGETS['p99_32']:.0f} ms"),
+        (f"create -> first output, bursts of 32 at once, pool {args.pool} (p50 / p99)",
+         f"{pct(bursts, 50):.2f} / {pct(bursts, 99):.2f} ms", f"<= {TARGETS['p50_32']:.0f} / <= {TARGETS['p99_32']:.0f} ms"),
         ("create-exec-kill cycles per second (16 clients)", f"{cps:.0f}/s", f">= {TARGETS['cycles']:.0f}/s"),
         (f"host private memory per idle sandbox ({idle} sandboxes)", f"{idle_mib:.2f} MiB",
          f"<= {TARGETS['idle_mib']:.0f} MiB"),

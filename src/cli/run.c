@@ -246,6 +246,6 @@ int corral_cli_gc(int argc, char **argv)
       corral_error_release(&err);
       return 125;
     }
-  printf("removed %d stale cgroup%s\n", n, n == 1 ? "" : "s");
+  printf("removed %d leftover%s (cgroups of killed runs, dead corrald sandboxes)\n", n, n == 1 ? "" : "s");
   return 0;
 }

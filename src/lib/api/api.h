@@ -127,6 +127,7 @@ size_t registry_pooled(struct daemon *d);
 
 /* ---- pool.c: sandboxes made ahead of demand ---- */
 #define POOL_TENANT "_pool"
+#define POOL_NICE 10 /* pooled sandboxes are built at this priority */
 int pool_start(struct daemon *d, corral_error_t *err);
 void pool_stop(struct daemon *d);
 /* Whether a create request can be served from the pool. */

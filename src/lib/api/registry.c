@@ -172,6 +172,7 @@ int registry_claim(struct daemon *d, const char *tenant, uint64_t memory_mb, int
         free(s->tenant);
         s->tenant = owner;
         s->pooled = false;
+        corral__box_renice(&s->box, 0);
         s->memory_mb = memory_mb;
         s->expires_ms = expires_ms;
         json_decref(s->env);

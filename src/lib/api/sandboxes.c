@@ -87,7 +87,7 @@ static json_t *limits_json(const struct create_req *c)
                    (json_int_t) c->pids, "disk_mb", (json_int_t) c->disk_mb);
 }
 
-static int start_box(struct daemon *d, const char *id, const struct create_req *c, struct corral__box *box,
+static int start_box(struct daemon *d, const char *id, const struct create_req *c, int nice, struct corral__box *box,
                      corral_error_t *err)
 {
   corral_config_t cfg;
@@ -96,7 +96,7 @@ static int start_box(struct daemon *d, const char *id, const struct create_req *
   cfg.pids = c->pids;
   cfg.disk_bytes = c->disk_mb << 20;
   cfg.cpu_millis = c->cpu_millis;
-  return corral__box_create(&d->spawner, id, &cfg, box, err);
+  return corral__box_create(&d->spawner, id, &cfg, nice, box, err);
 }
 
 struct rec_text
@@ -135,7 +135,7 @@ int sandbox_make(struct daemon *d, const char *id, const char *tenant, const cha
   /* Recorded before it exists: a crash mid-create leaves a row that the
    * next start marks lost (and whose leftovers it sweeps), never a sandbox
    * nobody knows about. */
-  if ((r = record(d, &rec, &t, c, NULL, err)) < 0 || (r = start_box(d, id, c, &box, err)) < 0)
+  if ((r = record(d, &rec, &t, c, NULL, err)) < 0 || (r = start_box(d, id, c, strcmp(state, "pool") == 0 ? POOL_NICE : 0, &box, err)) < 0)
     goto failed;
   if ((r = record(d, &rec, &t, c, corral__box_runtime_json(&box), err)) < 0)
     {

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -45,6 +46,7 @@ struct spawn_reply
 struct spawn_req
 {
   char id[64];
+  int nice;
   uint64_t memory_bytes, cpu_millis, pids, disk_bytes;
   char rootfs[1024];
 };
@@ -155,8 +157,8 @@ void corral__box_forget(struct corral__box *b)
 
 /* The spawner's half of a create.  On success the reply and the two fds
  * are ready to send; on failure everything made so far is undone. */
-static int spawn_box(struct spawner_ctx *ctx, const char *id, corral_config_t *cfg, struct spawn_reply *rep,
-                     int *pidfd, int *ready, corral_error_t *err)
+static int spawn_box(struct spawner_ctx *ctx, const char *id, int nice, corral_config_t *cfg,
+                     struct spawn_reply *rep, int *pidfd, int *ready, corral_error_t *err)
 {
   struct corral__idrange ids = { .lock_fd = -1 };
   struct corral__box b = { .pidfd = -1 };
@@ -194,6 +196,9 @@ static int spawn_box(struct spawner_ctx *ctx, const char *id, corral_config_t *c
       goto close_pair;
     }
   b.start_ticks = start_ticks(b.pid);
+  /* A sandbox built ahead of demand yields the CPU to those asked for now. */
+  if (nice)
+    setpriority(PRIO_PROCESS, (id_t) b.pid, nice);
   corral__send_msg(sv[0], MSG_GO, 0, 0, NULL);
   char *rt = corral__box_runtime_json(&b);
   snprintf(rep->runtime, sizeof(rep->runtime), "%s", rt ? rt : "");
@@ -259,7 +264,7 @@ static void serve_one(struct spawner_ctx *ctx, int sock, const struct spawn_req 
   cfg.rootfs = rq->rootfs[0] ? (char *) rq->rootfs : NULL;
   cfg.binds[0] = (corral_bind_t) { (char *) ctx->agent_path, (char *) CORRAL__AGENT_PATH, true };
   cfg.n_binds = 1;
-  if (spawn_box(ctx, rq->id, &cfg, &rep, &pidfd, &ready, &err) < 0)
+  if (spawn_box(ctx, rq->id, rq->nice, &cfg, &rep, &pidfd, &ready, &err) < 0)
     {
       rep.err_no = corral_error_status(err) ? corral_error_status(err) : EIO;
       snprintf(rep.text, sizeof(rep.text), "%s", corral_error_message(err));
@@ -427,7 +432,7 @@ static int parse_runtime(const char *json, struct corral__box *b, corral_error_t
   return 0;
 }
 
-int corral__box_create(struct corral__spawner *sp, const char *id, const corral_config_t *cfg,
+int corral__box_create(struct corral__spawner *sp, const char *id, const corral_config_t *cfg, int nice,
                        struct corral__box *b, corral_error_t *err)
 {
   struct spawn_req rq;
@@ -440,6 +445,7 @@ int corral__box_create(struct corral__spawner *sp, const char *id, const corral_
   if (strlen(id) >= sizeof(rq.id) || strchr(id, '/'))
     return corral_error_set(err, EINVAL, "bad sandbox id");
   snprintf(rq.id, sizeof(rq.id), "%s", id);
+  rq.nice = nice;
   rq.memory_bytes = cfg->memory_bytes;
   rq.cpu_millis = cfg->cpu_millis;
   rq.pids = cfg->pids;
@@ -484,9 +490,18 @@ int corral__box_adopt(const char *id, const char *runtime_json, struct corral__b
 
 void corral__box_kill(struct corral__box *b)
 {
+  /* PID 1's death takes every process of its PID namespace with it, fork
+   * bombs included, so the signal is enough.  Killing through the cgroup
+   * (freeze, kill, thaw: the freezer toggles a global static key, costly
+   * on every CPU) is left for a box whose PID 1 we cannot reach. */
+  if (b->pidfd >= 0 && syscall(SYS_pidfd_send_signal, b->pidfd, SIGKILL, NULL, 0) == 0)
+    return;
   corral__cgroup_kill(&b->cg);
-  if (b->pidfd >= 0)
-    syscall(SYS_pidfd_send_signal, b->pidfd, SIGKILL, NULL, 0);
+}
+
+void corral__box_renice(struct corral__box *b, int nice)
+{
+  setpriority(PRIO_PROCESS, (id_t) b->pid, nice);
 }
 
 uint64_t corral__box_oom_kills(struct corral__box *b)

@@ -44,9 +44,12 @@ int corral__spawner_start(struct corral__spawner *sp, const char *agent_path, co
 void corral__spawner_stop(struct corral__spawner *sp);
 
 /* Create a box with cfg's limits (argv unused) and wait until its agent
- * serves.  On success *b is filled (pidfd open). */
-int corral__box_create(struct corral__spawner *sp, const char *id, const corral_config_t *cfg,
+ * serves; nice > 0 builds it at that lower priority.  On success *b is
+ * filled (pidfd open). */
+int corral__box_create(struct corral__spawner *sp, const char *id, const corral_config_t *cfg, int nice,
                        struct corral__box *b, corral_error_t *err);
+/* Set PID 1's nice value (the commands it starts afterwards inherit it). */
+void corral__box_renice(struct corral__box *b, int nice);
 /* Serialise what corrald stores to find the box again (malloc'd JSON). */
 char *corral__box_runtime_json(const struct corral__box *b);
 /* Returns 1 when the box is alive (b filled, pidfd open), 0 when it is gone
