@@ -294,6 +294,9 @@ def test_tenants_are_isolated(d):
     err(d.request("POST", "/v1/tenants", body={"name": "x"}, key=ka), 403, "forbidden")
     err(d.request("GET", "/metrics", key=ka), 403, "forbidden")
     err(d.request("POST", "/v1/tenants", body={"name": "alpha"}), 409, "conflict")
+    names = [t["name"] for t in d.request("GET", "/v1/tenants").json()["tenants"]]
+    assert {"alpha", "beta"} <= set(names)
+    assert d.request("GET", "/v1/tenants/alpha").json()["max_sandboxes"] == 0
     err(d.request("POST", "/v1/tenants", body={"name": "Bad Name"}), 400, "invalid_argument")
     assert d.kill(sa, key=ka).status == 204
 
