@@ -260,6 +260,14 @@ def main():
         cps = cycles_per_second(port, key, 16, total)
         idle_mib, agent_mib, charged_mib = idle_memory(port, key, daemon.pid, idle)
     finally:
+        # corrald keeps running sandboxes across a SIGTERM (the next start
+        # re-adopts them): end what a failed run left before stopping it.
+        try:
+            c = Client(port, key)
+            for sb in json.loads(c.call("GET", "/v1/sandboxes?state=running").read())["sandboxes"]:
+                c.kill(sb["id"])
+        except (OSError, RuntimeError, ValueError, KeyError):
+            pass
         daemon.terminate()
         daemon.wait()
         shutil.rmtree(state, ignore_errors=True)

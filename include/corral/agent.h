@@ -17,6 +17,7 @@ extern "C" {
 #define CORRAL_AGENT_LISTEN_FD 3 /* listening SOCK_STREAM unix socket */
 #define CORRAL_AGENT_READY_FD 4  /* SOCK_SEQPACKET: "ready" is sent here, then closed */
 #define CORRAL_AGENT_LOCK_FD 5   /* flock of the sandbox's uid range: held while it lives */
+#define CORRAL_AGENT_SECCOMP_FD 6 /* seccomp listener for the sandbox's denied calls (optional) */
 
 /* Serve forever.  Returns only on a fatal setup error (exit status). */
 int corral_agent_main(void);

@@ -363,6 +363,20 @@ def test_metrics(d):
     assert count and int(count.group(1)) >= 1
 
 
+def test_seccomp_denials_are_counted_and_audited(d, sid):
+    code = ("import ctypes; l = ctypes.CDLL(None, use_errno=True); "
+            "print(l.ptrace(16, 1, 0, 0), ctypes.get_errno(), l.unshare(0x10000000), ctypes.get_errno())")
+    r = d.run(sid, ["python3", "-c", code])
+    assert r["stdout"].split() == ["-1", "1", "-1", "1"], r   # EPERM, as without the listener
+    assert r["seccomp_denials"] == 2 and r["seccomp_denied"] == ["ptrace", "unshare"], r
+    assert d.run(sid, "true")["seccomp_denials"] == 0
+    events = d.request("GET", "/v1/audit", query={"sandbox": sid}).json()["events"]
+    run = [e for e in events if e.get("seccomp_denied") == ["ptrace", "unshare"]][-1]
+    assert run["risk"]["score"] >= 40 and any("seccomp" in x for x in run["risk"]["reasons"])
+    text = d.request("GET", "/metrics").body.decode()
+    assert int(re.search(r"^corral_seccomp_denials_total (\d+)$", text, re.M).group(1)) >= 2
+
+
 def test_oom_is_reported(d):
     s = d.create(limits={"memory_mb": 64})
     r = d.run(s, ["python3", "-c", "x = bytearray(400 << 20); print(len(x))"])

@@ -210,6 +210,7 @@ void metrics_request(struct daemon *d, const char *method, unsigned status, cons
 void metrics_create(struct daemon *d, uint64_t us);
 void metrics_command(struct daemon *d, uint64_t us, const char *reason);
 void metrics_ended(struct daemon *d, const char *reason);
+void metrics_seccomp(struct daemon *d, uint64_t denials);
 char *metrics_render(struct daemon *d);
 
 /* ---- the agent client (commands.c) ---- */

@@ -4,6 +4,7 @@
  * client that hangs up leaves nothing running. */
 #define _GNU_SOURCE
 #include <poll.h>
+#include <seccomp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -142,6 +143,27 @@ static void stream_free(struct stream *s)
   free(s);
 }
 
+/* Names of the syscalls the sandbox's seccomp policy refused this command. */
+static json_t *denied_names(const struct corral__msg *m)
+{
+  json_t *a = json_array();
+  size_t pos = 0;
+  uint8_t tag;
+  const uint8_t *d;
+  uint32_t l;
+  while (corral__msg_next(m, &pos, &tag, &d, &l))
+    {
+      uint64_t nr;
+      if (tag != CORRAL__T_SYSCALL || l != sizeof(nr))
+        continue;
+      memcpy(&nr, d, sizeof(nr));
+      char *name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, (int) nr);
+      json_array_append_new(a, name ? json_string(name) : json_sprintf("syscall_%llu", (unsigned long long) nr));
+      free(name);
+    }
+  return a;
+}
+
 static json_t *exit_json(struct stream *s, const struct corral__msg *m)
 {
   uint64_t st = 0, reason = 0, dur = 0, drop[2] = { 0, 0 }, pid = 0;
@@ -161,16 +183,22 @@ static json_t *exit_json(struct stream *s, const struct corral__msg *m)
     why = "signaled", code = 128 + sig;
   else
     why = "exited", code = WEXITSTATUS(status);
+  uint64_t denied = 0;
+  corral__msg_u64(m, CORRAL__T_DENIED, &denied);
+  json_t *names = denied_names(m);
   metrics_command(s->d, corral__now_us() - s->t0_us, why);
+  metrics_seccomp(s->d, denied);
   if (json_array_size(s->argv))
-    api_audit(s->d, json_pack("{s:s, s:s, s:s, s:O, s:i, s:s, s:I}", "action", "command.run", "tenant", s->tenant,
-                              "sandbox", s->id, "argv", s->argv, "exit_code", code, "reason", why, "duration_ms",
-                              (json_int_t) dur));
-  return json_pack("{s:I, s:i, s:I, s:s, s:o, s:b, s:b, s:I, s:I}", "pid", (json_int_t) pid, "exit_code", code,
-                   "duration_ms", (json_int_t) dur, "reason", why, "signal",
+    api_audit(s->d, json_pack("{s:s, s:s, s:s, s:O, s:i, s:s, s:I, s:I, s:O}", "action", "command.run", "tenant",
+                              s->tenant, "sandbox", s->id, "argv", s->argv, "exit_code", code, "reason", why,
+                              "duration_ms", (json_int_t) dur, "seccomp_denials", (json_int_t) denied,
+                              "seccomp_denied", names));
+  return json_pack("{s:I, s:i, s:I, s:s, s:o, s:b, s:b, s:I, s:I, s:I, s:o}", "pid", (json_int_t) pid, "exit_code",
+                   code, "duration_ms", (json_int_t) dur, "reason", why, "signal",
                    sig ? json_string(signal_name(sig)) : json_null(), "stdout_truncated", drop[0] > 0,
                    "stderr_truncated", drop[1] > 0, "stdout_dropped_bytes", (json_int_t) drop[0],
-                   "stderr_dropped_bytes", (json_int_t) drop[1]);
+                   "stderr_dropped_bytes", (json_int_t) drop[1], "seccomp_denials", (json_int_t) denied,
+                   "seccomp_denied", names);
 }
 
 /* Wait until the agent has something, watching the client too: a client

@@ -28,7 +28,7 @@ struct metrics
 {
   struct histogram create, command;
   atomic_ullong ended[N_REASONS], errors[N_CODES], requests[N_METHODS];
-  atomic_ullong oom_commands, timeout_commands;
+  atomic_ullong oom_commands, timeout_commands, seccomp_denials;
 };
 
 void metrics_init(struct daemon *d)
@@ -76,6 +76,12 @@ void metrics_command(struct daemon *d, uint64_t us, const char *reason)
     atomic_fetch_add(&d->metrics->oom_commands, 1);
   if (strcmp(reason, "timeout") == 0)
     atomic_fetch_add(&d->metrics->timeout_commands, 1);
+}
+
+void metrics_seccomp(struct daemon *d, uint64_t denials)
+{
+  if (d->metrics && denials)
+    atomic_fetch_add(&d->metrics->seccomp_denials, denials);
 }
 
 void metrics_ended(struct daemon *d, const char *reason)
@@ -159,6 +165,8 @@ char *metrics_render(struct daemon *d)
           atomic_load(&m->oom_commands) + atomic_load(&m->ended[2]));
   counter(&t, "corral_timeouts_total", "Commands and sandboxes ended by a timeout.",
           atomic_load(&m->timeout_commands) + atomic_load(&m->ended[1]));
+  counter(&t, "corral_seccomp_denials_total", "System calls the sandboxes' seccomp policy refused (EPERM list).",
+          atomic_load(&m->seccomp_denials));
   put(&t, "# HELP corral_api_errors_total API errors by code.\n# TYPE corral_api_errors_total counter\n");
   for (size_t i = 0; i < N_CODES; i++)
     put(&t, "corral_api_errors_total{code=\"%s\"} %llu\n", codes[i], (unsigned long long) atomic_load(&m->errors[i]));

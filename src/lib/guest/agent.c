@@ -18,6 +18,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/seccomp.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -58,6 +60,9 @@ struct cmd
   uint64_t duration_ms;
   struct chunk *log, *log_tail; /* frames kept for a later attach */
   struct conn *sub;
+  uint64_t denied;              /* seccomp denials in its session */
+  int denied_nr[8];             /* the first distinct syscalls denied */
+  size_t n_denied_nr;
 };
 
 struct conn
@@ -74,7 +79,7 @@ struct conn
 
 static struct conn *conns;
 static struct cmd *cmds;
-static int listen_fd = CORRAL_AGENT_LISTEN_FD, sig_fd = -1;
+static int listen_fd = CORRAL_AGENT_LISTEN_FD, sig_fd = -1, notif_fd = -1;
 
 /* ---- output queues ---- */
 
@@ -268,6 +273,9 @@ static void exit_frame(struct cmd *x, struct corral__frame *f)
   corral__frame_add_u64(f, CORRAL__T_DURATION_MS, x->duration_ms);
   corral__frame_add_u64(f, CORRAL__T_DROPPED_OUT, x->dropped[0]);
   corral__frame_add_u64(f, CORRAL__T_DROPPED_ERR, x->dropped[1]);
+  corral__frame_add_u64(f, CORRAL__T_DENIED, x->denied);
+  for (size_t i = 0; i < x->n_denied_nr; i++)
+    corral__frame_add_u64(f, CORRAL__T_SYSCALL, (uint64_t) x->denied_nr[i]);
 }
 
 /* The command ended: what its pipes hold now is its output (a grandchild
@@ -570,6 +578,10 @@ static void fork_files(struct conn *c, const struct corral__msg *m)
       sigset_t none;
       sigemptyset(&none);
       sigprocmask(SIG_SETMASK, &none, NULL);
+      /* A worker needs its connection, nothing else of the agent's. */
+      close(listen_fd);
+      if (notif_fd >= 0)
+        close(notif_fd);
       int fl = fcntl(c->fd, F_GETFL);
       fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);
       _exit(corral__files_serve(c->fd, m));
@@ -714,6 +726,33 @@ static void conn_read(struct conn *c)
   c->in_len -= off;
 }
 
+/* ---- seccomp denials ---- */
+
+/* A call the policy refuses, held by the kernel until we answer: refuse it
+ * (EPERM, as the filter alone would) and charge it to the command whose
+ * session the caller is in. */
+static void answer_denial(void)
+{
+  struct seccomp_notif req;
+  struct seccomp_notif_resp resp;
+  memset(&req, 0, sizeof(req));
+  if (ioctl(notif_fd, SECCOMP_IOCTL_NOTIF_RECV, &req) < 0)
+    return;
+  memset(&resp, 0, sizeof(resp));
+  resp.id = req.id;
+  resp.error = -EPERM;
+  ioctl(notif_fd, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+  struct cmd *x = cmd_find(getsid((pid_t) req.pid));
+  if (!x)
+    return;
+  x->denied++;
+  for (size_t i = 0; i < x->n_denied_nr; i++)
+    if (x->denied_nr[i] == req.data.nr)
+      return;
+  if (x->n_denied_nr < sizeof(x->denied_nr) / sizeof(*x->denied_nr))
+    x->denied_nr[x->n_denied_nr++] = req.data.nr;
+}
+
 /* ---- the loop ---- */
 
 static void accept_conns(void)
@@ -795,7 +834,7 @@ static int check_deadlines(void)
   return next == UINT64_MAX ? -1 : (int) (next - now);
 }
 
-enum { K_LISTEN, K_SIG, K_CONN, K_OUT, K_ERR, K_IN };
+enum { K_LISTEN, K_SIG, K_NOTIF, K_CONN, K_OUT, K_ERR, K_IN };
 struct slot
 {
   int kind;
@@ -807,6 +846,8 @@ static size_t fill_polls(struct pollfd *pf, struct slot *sl, size_t cap)
   size_t n = 0;
   pf[n] = (struct pollfd) { listen_fd, POLLIN, 0 }, sl[n++] = (struct slot) { K_LISTEN, NULL };
   pf[n] = (struct pollfd) { sig_fd, POLLIN, 0 }, sl[n++] = (struct slot) { K_SIG, NULL };
+  if (notif_fd >= 0)
+    pf[n] = (struct pollfd) { notif_fd, POLLIN, 0 }, sl[n++] = (struct slot) { K_NOTIF, NULL };
   for (struct conn *c = conns; c && n < cap; c = c->next)
     {
       short ev = (short) (POLLIN | (conn_backlog(c) ? POLLOUT : 0));
@@ -842,6 +883,8 @@ static void dispatch(const struct pollfd *pf, const struct slot *sl, size_t n)
         continue;
       if (sl[i].kind == K_LISTEN)
         accept_conns();
+      else if (sl[i].kind == K_NOTIF)
+        answer_denial();
       else if (sl[i].kind == K_CONN)
         {
           struct conn *c = sl[i].p;
@@ -851,7 +894,7 @@ static void dispatch(const struct pollfd *pf, const struct slot *sl, size_t n)
             conn_read(c);
         }
       /* A command may have been freed by an earlier slot of this round. */
-      else if (sl[i].kind != K_SIG && cmd_alive(sl[i].p))
+      else if (sl[i].kind != K_SIG && sl[i].kind != K_NOTIF && cmd_alive(sl[i].p))
         {
           struct cmd *x = sl[i].p;
           if (sl[i].kind == K_IN)
@@ -879,6 +922,10 @@ static int agent_setup(void)
   fcntl(listen_fd, F_SETFL, O_NONBLOCK);
   fcntl(listen_fd, F_SETFD, FD_CLOEXEC);
   fcntl(CORRAL_AGENT_LOCK_FD, F_SETFD, FD_CLOEXEC);
+  /* The seccomp listener must never reach a command: whoever holds it can
+   * answer the sandbox's refused calls. */
+  if (fcntl(CORRAL_AGENT_SECCOMP_FD, F_SETFD, FD_CLOEXEC) == 0)
+    notif_fd = CORRAL_AGENT_SECCOMP_FD;
   /* Tell the launcher we serve, then forget it. */
   if (send(CORRAL_AGENT_READY_FD, "ready", 5, MSG_NOSIGNAL) < 0)
     return -1;
@@ -888,8 +935,8 @@ static int agent_setup(void)
 
 int corral_agent_main(void)
 {
-  static struct pollfd pf[MAX_CONNS + 3 * MAX_CMDS + 2];
-  static struct slot sl[MAX_CONNS + 3 * MAX_CMDS + 2];
+  static struct pollfd pf[MAX_CONNS + 3 * MAX_CMDS + 3];
+  static struct slot sl[MAX_CONNS + 3 * MAX_CMDS + 3];
   if (agent_setup() < 0)
     return 125;
   for (;;)

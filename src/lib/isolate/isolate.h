@@ -80,12 +80,18 @@ struct corral__seccomp
 {
   struct sock_fprog allow; /* the syscall allowlist */
   struct sock_fprog args;  /* argument checks (ioctl, clone flags, sockets) */
+  bool notify;             /* denied calls of the allowlist go to a listener */
 };
 /* The policy as shipped (precompiled at build time). */
 int corral__seccomp_build(struct corral__seccomp *s, corral_error_t *err);
 /* The policy compiled now with libseccomp (the build tool and tests). */
 int corral__seccomp_compile(struct corral__seccomp *s, corral_error_t *err);
+/* Returns 0, or with s->notify the listener fd (> 0), or negative. */
 int corral__seccomp_load(const struct corral__seccomp *s, corral_error_t *err);
+/* Make the allowlist's EPERM answers user notifications instead: a
+ * supervisor (the agent) then answers them with EPERM itself and can
+ * count them.  The answer the program sees is the same. */
+void corral__seccomp_notify_denials(struct corral__seccomp *s);
 void corral__seccomp_release(struct corral__seccomp *s);
 
 /* ---- landlock.c ---- */

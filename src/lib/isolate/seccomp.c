@@ -1,5 +1,6 @@
 /* Loading the seccomp policy (see seccomp_policy.c for what it says). */
 #define _GNU_SOURCE
+#include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -37,14 +38,27 @@ int corral__seccomp_build(struct corral__seccomp *s, corral_error_t *err)
 }
 #endif
 
+void corral__seccomp_notify_denials(struct corral__seccomp *s)
+{
+  for (unsigned i = 0; i < s->allow.len; i++)
+    {
+      struct sock_filter *f = &s->allow.filter[i];
+      if (BPF_CLASS(f->code) == BPF_RET && f->k == (SECCOMP_RET_ERRNO | EPERM))
+        f->k = SECCOMP_RET_USER_NOTIF;
+    }
+  s->notify = true;
+}
+
 int corral__seccomp_load(const struct corral__seccomp *s, corral_error_t *err)
 {
   /* The allowlist goes in first: the argument filter then runs under it. */
-  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &s->allow) < 0)
+  long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, s->notify ? SECCOMP_FILTER_FLAG_NEW_LISTENER : 0,
+                    &s->allow);
+  if (fd < 0)
     return corral_error_set(err, errno, "load seccomp allowlist");
   if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &s->args) < 0)
     return corral_error_set(err, errno, "load seccomp argument filter");
-  return 0;
+  return s->notify ? (int) fd : 0;
 }
 
 void corral__seccomp_release(struct corral__seccomp *s)

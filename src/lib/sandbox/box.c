@@ -80,11 +80,17 @@ static void __attribute__((noreturn)) box_init(const corral_config_t *cfg, const
       _exit(125);
   ready = CORRAL_AGENT_READY_FD;
   corral__close_fds_from(CORRAL_AGENT_LOCK_FD + 1);
-  if (corral__lock_down(cfg, sc, &err) < 0)
+  int listener = corral__lock_down(cfg, sc, &err);
+  if (listener < 0)
     {
       corral_error_wrap(&err, "lock down the sandbox");
       corral__init_fail(ready, 125, &err);
     }
+  /* The agent answers (and counts) the denied calls of its sandbox. */
+  if (listener > 0 && (dup2(listener, CORRAL_AGENT_SECCOMP_FD) < 0
+                       || (listener != CORRAL_AGENT_SECCOMP_FD && close(listener) < 0)
+                       || fcntl(CORRAL_AGENT_SECCOMP_FD, F_SETFD, 0) < 0))
+    _exit(125);
   execve(CORRAL__AGENT_PATH, argv, envp);
   corral_error_set(&err, errno, "exec the agent");
   corral__init_fail(ready, 125, &err);
@@ -289,6 +295,7 @@ static void __attribute__((noreturn)) spawner_main(struct spawner_ctx *ctx, int 
   signal(SIGCHLD, SIG_IGN);
   if (corral__seccomp_build(&ctx->sc, &err) < 0)
     _exit(1);
+  corral__seccomp_notify_denials(&ctx->sc);
   for (;;)
     {
       ssize_t n = recv(sock, &rq, sizeof(rq), 0);

@@ -193,9 +193,9 @@ int corral__lock_down(const corral_config_t *cfg, const struct corral__seccomp *
    * memory or open its /proc/1/exe. */
   if (prctl(PR_SET_DUMPABLE, 0) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
     return corral_error_set(err, errno, "prctl");
-  if (corral__landlock_apply(cfg, err) < 0 || corral__seccomp_load(sc, err) < 0)
+  if (corral__landlock_apply(cfg, err) < 0)
     return -1;
-  return 0;
+  return corral__seccomp_load(sc, err);
 }
 
 void corral__build_sandbox(const corral_config_t *cfg, const int join_fds[], int sock, corral_error_t *err)

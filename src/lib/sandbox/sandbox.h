@@ -24,7 +24,8 @@ void __attribute__((noreturn)) corral__init_fail(int sock, int code, corral_erro
  * the filesystem and pivot into it, set the hostname, bring up loopback.
  * Calls corral__init_fail() on error. */
 void corral__build_sandbox(const corral_config_t *cfg, const int join_fds[], int sock, corral_error_t *err);
-/* rlimits, sandbox ids, no capabilities, no_new_privs, Landlock, seccomp. */
+/* rlimits, sandbox ids, no capabilities, no_new_privs, Landlock, seccomp.
+ * Returns 0, the seccomp listener fd when sc->notify, or negative. */
 int corral__lock_down(const corral_config_t *cfg, const struct corral__seccomp *sc, corral_error_t *err);
 /* fork() into new user, mount, pid, ipc, uts and net namespaces; with
  * pidfd non-NULL the child's pidfd is stored there (CLONE_PIDFD). */

@@ -78,6 +78,23 @@ static int add_risk(json_t *rec, json_t *argv, corral_error_t *err)
     v[i] = json_string_value(json_array_get(argv, i)) ?: "";
   if (corral__risk_eval(v, n, &score, &reasons) < 0)
     return corral_error_set(err, ENOMEM, "audit risk");
+  /* A program that tried what the seccomp policy forbids (ptrace, mount,
+   * unshare, bpf...) was probing its jail, whatever its command line said. */
+  json_t *denied = json_object_get(rec, "seccomp_denied");
+  if (json_array_size(denied) > 0)
+    {
+      json_t *names = json_array();
+      size_t i;
+      json_t *x;
+      json_array_foreach(denied, i, x)
+        if (json_is_string(x))
+          json_array_append(names, x);
+      char *list = json_dumps(names, JSON_COMPACT);
+      json_decref(names);
+      json_array_append_new(reasons, json_sprintf("seccomp denied %s", list ? list : "calls"));
+      free(list);
+      score = score + 40 > 100 ? 100 : score + 40;
+    }
   /* "o" steals reasons, even when json_pack fails. */
   risk = json_pack("{s:i, s:o}", "score", score, "reasons", reasons);
   if (risk == NULL || json_object_set_new(rec, "risk", risk) < 0)
