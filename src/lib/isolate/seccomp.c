@@ -40,6 +40,12 @@ int corral__seccomp_build(struct corral__seccomp *s, corral_error_t *err)
 
 void corral__seccomp_notify_denials(struct corral__seccomp *s)
 {
+  struct seccomp_notif_sizes sz;
+  /* Only with a kernel that speaks exactly our notification structs: a
+   * notification nobody can receive would hang the calling process. */
+  if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sz) < 0 || sz.seccomp_notif != sizeof(struct seccomp_notif)
+      || sz.seccomp_notif_resp != sizeof(struct seccomp_notif_resp))
+    return;
   for (unsigned i = 0; i < s->allow.len; i++)
     {
       struct sock_filter *f = &s->allow.filter[i];
