@@ -21,6 +21,7 @@ typedef struct corral_daemon_options_s {
   const char *socket_path;   /* default <state_dir>/corrald.sock; "" disables */
   const char *state_dir;     /* default /var/lib/corral */
   const char *agent_path;    /* default: corral-agent beside the running binary */
+  const char *runners_dir;   /* code-interpreter runners; default: found beside the binary */
   uint64_t max_timeout_s;    /* default 86400 */
   uint64_t retention_s;      /* how long ended sandboxes stay queryable; default 3600 */
   bool metrics_public;       /* GET /metrics without a key */

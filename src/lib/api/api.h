@@ -34,11 +34,12 @@ struct sbx
 
 struct metrics;
 struct create_req;
+struct ctx;
 
 struct daemon
 {
   corral_daemon_options_t opt;
-  char *state_dir, *run_dir, *admin_key;
+  char *state_dir, *run_dir, *admin_key, *runners_dir;
   corral_store_t *store;
   corral_audit_t *audit;
   struct corral__spawner spawner;
@@ -53,6 +54,7 @@ struct daemon
   pthread_cond_t pool_cond; /* the pool needs a refill (signalled on claims) */
   atomic_bool stopping;
   struct metrics *metrics;
+  struct ctx *ctxs;         /* code contexts of every sandbox (guarded by lock) */
 };
 
 /* ---- a request (http.c) ---- */
@@ -164,6 +166,14 @@ int route_file_stat(struct req *r);
 int route_file_mkdir(struct req *r);
 int route_file_move(struct req *r);
 int route_file_remove(struct req *r);
+
+int route_context_create(struct req *r);
+int route_context_list(struct req *r);
+int route_context_delete(struct req *r);
+int route_context_restart(struct req *r);
+int route_execute(struct req *r);
+/* A sandbox ended: drop its contexts. */
+void contexts_forget(struct daemon *d, const char *sandbox);
 
 int route_health(struct req *r);
 int route_metrics(struct req *r);

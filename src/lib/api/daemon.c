@@ -128,6 +128,29 @@ static char *default_agent(void)
   return asprintf(&out, "%s/corral-agent", self) < 0 ? NULL : out;
 }
 
+/* The runners beside the binaries: an installed tree (bin/ + share/corral/
+ * runners) or the source tree (build/bin/ + runners/). */
+static char *default_runners(void)
+{
+  char self[PATH_MAX], dir[PATH_MAX + 64], probe[PATH_MAX + 128];
+  static const char *const rel[] = { "../share/corral/runners", "../../runners", NULL };
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n < 0)
+    return NULL;
+  self[n] = '\0';
+  char *slash = strrchr(self, '/');
+  if (slash)
+    *slash = '\0';
+  for (int i = 0; rel[i]; i++)
+    {
+      snprintf(dir, sizeof(dir), "%s/%s", self, rel[i]);
+      snprintf(probe, sizeof(probe), "%s/python/runner.py", dir);
+      if (access(probe, R_OK) == 0)
+        return realpath(dir, NULL);
+    }
+  return NULL;
+}
+
 static int open_state(struct daemon *d, corral_error_t *err)
 {
   if (load_admin_key(d, err) < 0)
@@ -158,6 +181,7 @@ static void release(struct daemon *d)
   free(d->admin_key);
   free(d->state_dir);
   free(d->run_dir);
+  free(d->runners_dir);
 }
 
 static int start_listener(struct daemon *d, int fd, struct MHD_Daemon **out, corral_error_t *err)
@@ -230,7 +254,8 @@ int corral_daemon_run(const corral_daemon_options_t *o, corral_error_t *err)
   d.run_dir = run_dir_for(d.state_dir);
   agent = o->agent_path ? strdup(o->agent_path) : default_agent();
   /* The spawner is forked before any thread exists (see box.h). */
-  if (corral__spawner_start(&d.spawner, agent, d.run_dir, err) < 0)
+  d.runners_dir = o->runners_dir ? realpath(o->runners_dir, NULL) : default_runners();
+  if (corral__spawner_start(&d.spawner, agent, d.runners_dir, d.run_dir, err) < 0)
     goto fail;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);

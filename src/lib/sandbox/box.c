@@ -100,7 +100,7 @@ static void __attribute__((noreturn)) box_init(const corral_config_t *cfg, const
 
 struct spawner_ctx
 {
-  const char *agent_path, *run_dir;
+  const char *agent_path, *run_dir, *runners_dir;
   struct corral__seccomp sc;
 };
 
@@ -270,6 +270,8 @@ static void serve_one(struct spawner_ctx *ctx, int sock, const struct spawn_req 
   cfg.rootfs = rq->rootfs[0] ? (char *) rq->rootfs : NULL;
   cfg.binds[0] = (corral_bind_t) { (char *) ctx->agent_path, (char *) CORRAL__AGENT_PATH, true };
   cfg.n_binds = 1;
+  if (ctx->runners_dir)
+    cfg.binds[cfg.n_binds++] = (corral_bind_t) { (char *) ctx->runners_dir, (char *) CORRAL__RUNNERS_PATH, true };
   if (spawn_box(ctx, rq->id, rq->nice, &cfg, &rep, &pidfd, &ready, &err) < 0)
     {
       rep.err_no = corral_error_status(err) ? corral_error_status(err) : EIO;
@@ -309,12 +311,12 @@ static void __attribute__((noreturn)) spawner_main(struct spawner_ctx *ctx, int 
     }
 }
 
-int corral__spawner_start(struct corral__spawner *sp, const char *agent_path, const char *run_dir,
-                          corral_error_t *err)
+int corral__spawner_start(struct corral__spawner *sp, const char *agent_path, const char *runners_dir,
+                          const char *run_dir, corral_error_t *err)
 {
   int sv[2];
   char dir[4200];
-  struct spawner_ctx ctx = { .agent_path = agent_path, .run_dir = run_dir };
+  struct spawner_ctx ctx = { .agent_path = agent_path, .run_dir = run_dir, .runners_dir = runners_dir };
 
   memset(sp, 0, sizeof(*sp));
   sp->sock = -1;

@@ -14,6 +14,7 @@
 #include "../isolate/isolate.h"
 
 #define CORRAL__AGENT_PATH "/.corral/corral-agent"
+#define CORRAL__RUNNERS_PATH "/.corral/runners"
 
 /* The spawner: a single-threaded process forked from the daemon before it
  * starts any thread, so that raw clone() with its namespace flags never
@@ -38,9 +39,11 @@ struct corral__box
 };
 
 /* Fork the spawner.  agent_path: the corral-agent binary on the host;
- * run_dir: where agent sockets live (sockets are <run_dir>/sb/<id>.sock). */
-int corral__spawner_start(struct corral__spawner *sp, const char *agent_path, const char *run_dir,
-                          corral_error_t *err);
+ * runners_dir: the code-interpreter runners (NULL: none), bound read-only
+ * at /.corral/runners; run_dir: where agent sockets live
+ * (<run_dir>/sb/<id>.sock). */
+int corral__spawner_start(struct corral__spawner *sp, const char *agent_path, const char *runners_dir,
+                          const char *run_dir, corral_error_t *err);
 void corral__spawner_stop(struct corral__spawner *sp);
 
 /* Create a box with cfg's limits (argv unused) and wait until its agent
