@@ -155,3 +155,31 @@ def test_context_runs_as_the_sandbox_user_with_every_protection(d, sid):
     assert r["results"][0]["text"] == "(1000, 1000)"
     r = execute(d, sid, "import ctypes\nctypes.CDLL(None).ptrace(16, 1, 0, 0)")
     assert r["results"][0]["text"] == "-1"
+
+
+def test_javascript_context(d, sid):
+    r = d.request("POST", f"/v1/sandboxes/{sid}/contexts", body={"language": "javascript"})
+    assert r.status == 201, r
+    ctx = r.json()["id"]
+    first = execute(d, sid, "let total = 40; const add = (a, b) => a + b", context_id=ctx)
+    assert first["error"] is None, first
+    r = execute(d, sid, "console.log('from js'); await new Promise(ok => setTimeout(() => ok(add(total, 2)), 20))",
+                context_id=ctx)
+    assert r["results"][0]["text"] == "42" and "".join(r["logs"]["stdout"]) == "from js\n", r
+    r = execute(d, sid, "throw new TypeError('nope')", context_id=ctx)
+    assert r["error"]["name"] == "TypeError" and r["error"]["value"] == "nope"
+    assert execute(d, sid, "total", context_id=ctx)["results"][0]["text"] == "40"
+    # language without a context: that language's default context
+    assert execute(d, sid, "[1, 2].map(x => x * 2)", language="javascript")["results"][0]["json"] == [2, 4]
+
+
+def test_bash_context(d, sid):
+    r = execute(d, sid, "cd /tmp; GREETING=hello; greet() { echo \"$GREETING $1\"; }", language="bash")
+    assert r["error"] is None, r
+    r = execute(d, sid, "pwd; greet world; echo oops >&2; false", language="bash")
+    assert "".join(r["logs"]["stdout"]) == "/tmp\nhello world\n"
+    assert "".join(r["logs"]["stderr"]) == "oops\n"
+    assert r["error"]["name"] == "ExitCode" and r["error"]["value"] == "1"
+    r = execute(d, sid, "sleep 30", language="bash", timeout_ms=300)
+    assert r["error"]["name"] == "KeyboardInterrupt", r
+    assert "".join(execute(d, sid, "echo $GREETING", language="bash")["logs"]["stdout"]) == "hello\n"

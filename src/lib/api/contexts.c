@@ -30,11 +30,17 @@ struct ctx
   pthread_mutex_t lock;    /* one execute at a time */
 };
 
-static const char *const languages[] = { "python", NULL };
+static const char *const languages[] = { "python", "javascript", "bash", NULL };
 
-static const char *runner_path(const char *language)
+/* The runner of a language: interpreter and script. */
+static void runner_argv(const char *language, const char *argv[4])
 {
-  return strcmp(language, "python") == 0 ? CORRAL__RUNNERS_PATH "/python/runner.py" : NULL;
+  bool js = strcmp(language, "javascript") == 0;
+  argv[0] = js ? "/usr/bin/node" : "/usr/bin/python3";
+  argv[1] = js ? CORRAL__RUNNERS_PATH "/javascript/runner.js" : "-u";
+  argv[2] = js ? NULL : strcmp(language, "bash") == 0 ? CORRAL__RUNNERS_PATH "/bash/runner.py"
+                                                       : CORRAL__RUNNERS_PATH "/python/runner.py";
+  argv[3] = NULL;
 }
 
 /* ---- the table ---- */
@@ -234,10 +240,11 @@ static int ctx_start(struct daemon *d, const struct sbx_ref *ref, struct ctx *c,
   const char *k;
   json_t *v;
   (void) d;
+  const char *argv[4];
+  runner_argv(c->language, argv);
   corral__frame_init(&f, CORRAL__REQ_EXEC);
-  corral__frame_add_str(&f, CORRAL__T_ARGV, "/usr/bin/python3");
-  corral__frame_add_str(&f, CORRAL__T_ARGV, "-u");
-  corral__frame_add_str(&f, CORRAL__T_ARGV, runner_path(c->language));
+  for (int i = 0; argv[i]; i++)
+    corral__frame_add_str(&f, CORRAL__T_ARGV, argv[i]);
   corral__frame_add_str(&f, CORRAL__T_ENV, "MPLBACKEND=Agg");
   for (int pass = 0; pass < 2; pass++)
     json_object_foreach(pass ? c->env : ref->env, k, v)
@@ -291,16 +298,19 @@ static bool known_language(const char *l)
 
 static int bad_language(struct req *r, const char *l)
 {
-  return api_fail(r, 400, "invalid_argument", "unknown language `%s` (available: python)", l);
+  return api_fail(r, 400, "invalid_argument", "unknown language `%s` (available: python, javascript, bash)", l);
 }
 
 /* The context `id` of this request's sandbox, created on demand when it is
  * the default one; NULL after responding 404. */
 static struct ctx *get_ctx(struct req *r, const struct sbx_ref *ref, const char *id)
 {
+  /* Each language has a default context: "default" (python),
+   * "default-javascript", "default-bash". */
+  const char *lang = strcmp(id, "default") == 0 ? "python" : strncmp(id, "default-", 8) == 0 ? id + 8 : NULL;
   pthread_mutex_lock(&r->d->lock);
   struct ctx *c = find_locked(r->d, ref->id, id);
-  if (!c && strcmp(id, "default") == 0 && (c = ctx_new(ref->id, "default", "python", NULL, NULL)))
+  if (!c && lang && known_language(lang) && (c = ctx_new(ref->id, id, lang, NULL, NULL)))
     {
       c->next = r->d->ctxs;
       r->d->ctxs = c;
@@ -678,7 +688,10 @@ int route_execute(struct req *r)
     }
   x->d = r->d;
   x->e.fd = -1;
-  x->c = get_ctx(r, &x->ref, b.context ? b.context : "default");
+  char dflt[32];
+  snprintf(dflt, sizeof(dflt), "%s%s", strcmp(b.language, "python") ? "default-" : "default",
+           strcmp(b.language, "python") ? b.language : "");
+  x->c = get_ctx(r, &x->ref, b.context ? b.context : dflt);
   if (!x->c)
     {
       json_decref(x->ref.env);
