@@ -26,6 +26,7 @@ typedef struct corral_daemon_options_s {
   uint64_t retention_s;      /* how long ended sandboxes stay queryable; default 3600 */
   bool metrics_public;       /* GET /metrics without a key */
   uint64_t pool_size;        /* ready sandboxes kept for default-shaped creates; default 4 */
+  const char *context_preload; /* Python modules a pooled sandbox's default context imports ahead */
   void (*log)(const char *line); /* NULL: no logging */
 } corral_daemon_options_t;
 

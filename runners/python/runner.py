@@ -243,6 +243,13 @@ def main():
     builtins.display = display
     namespace = {"__name__": "__main__", "__builtins__": builtins, "display": display}
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Modules imported ahead (corrald --preload), so the first cell that
+    # uses them does not pay for the import.
+    for name in filter(None, os.environ.pop("CORRAL_PRELOAD", "").split(",")):
+        try:
+            __import__(name.strip())
+        except Exception:
+            pass
     emit({"type": "ready", "pid": os.getpid()})
     for line in requests:
         try:

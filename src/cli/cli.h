@@ -10,9 +10,10 @@
 int corral_cli_run(int argc, char **argv);
 int corral_cli_gc(int argc, char **argv);
 
-/* ---- clients of corrald (sandbox_cmd.c, exec_cmd.c, files_cmd.c, tenant_cmd.c) ---- */
+/* ---- clients of corrald (sandbox_cmd.c, exec_cmd.c, code_cmd.c, files_cmd.c, tenant_cmd.c) ---- */
 int corral_cli_sandbox(int argc, char **argv);
 int corral_cli_exec(int argc, char **argv);
+int corral_cli_code(int argc, char **argv);
 int corral_cli_files(int argc, char **argv);
 int corral_cli_tenant(int argc, char **argv);
 int corral_cli_key(int argc, char **argv);

@@ -1,5 +1,5 @@
 /* corral: command-line front end over libcorral (run, gc) and client of
- * corrald (sandbox, exec, files, tenant, key). */
+ * corrald (sandbox, exec, code, files, tenant, key). */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +17,7 @@ static void usage(FILE *out)
         "or unix:/path/to.sock; key from --api-key or CORRAL_API_KEY):\n"
         "  sandbox create|list|info|kill|timeout   sandboxes (corral sandbox --help)\n"
         "  exec [OPTIONS] SANDBOX -- CMD [ARG...]  run a command in a sandbox (corral exec --help)\n"
+        "  code [OPTIONS] SANDBOX [CODE]           run code in a persistent interpreter (corral code --help)\n"
         "  files get|put|ls|stat|mkdir|mv|rm       files in a sandbox (corral files --help)\n"
         "  tenant create|list|delete               tenants (admin key)\n"
         "  key create|list|delete                  API keys of a tenant (admin key)\n\n"
@@ -58,9 +59,9 @@ static const struct {
   int (*run)(int argc, char **argv);
 } commands[] = {
   { "run", corral_cli_run }, { "gc", corral_cli_gc }, { "sandbox", corral_cli_sandbox },
-  { "sandboxes", corral_cli_sandbox }, { "exec", corral_cli_exec }, { "files", corral_cli_files },
-  { "tenant", corral_cli_tenant }, { "tenants", corral_cli_tenant }, { "key", corral_cli_key },
-  { "keys", corral_cli_key },
+  { "sandboxes", corral_cli_sandbox }, { "exec", corral_cli_exec }, { "code", corral_cli_code },
+  { "files", corral_cli_files }, { "tenant", corral_cli_tenant }, { "tenants", corral_cli_tenant },
+  { "key", corral_cli_key }, { "keys", corral_cli_key },
 };
 
 int main(int argc, char **argv)

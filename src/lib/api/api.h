@@ -110,6 +110,8 @@ struct sbx_ref
 /* 1 found running and visible to tenant, 0 not. */
 int registry_get(struct daemon *d, const char *id, const char *tenant, bool admin, struct sbx_ref *out);
 uint64_t registry_oom_kills(struct daemon *d, const char *id);
+/* Like registry_get for the daemon itself: any tenant, pooled ones too. */
+int registry_ref(struct daemon *d, const char *id, struct sbx_ref *out);
 /* Reserve a quota slot; EDQUOT when the tenant is over a quota. */
 int registry_reserve(struct daemon *d, const char *id, const char *tenant, uint64_t memory_mb, corral_error_t *err);
 void registry_unreserve(struct daemon *d, const char *id);
@@ -174,6 +176,7 @@ int route_context_restart(struct req *r);
 int route_execute(struct req *r);
 /* A sandbox ended: drop its contexts. */
 void contexts_forget(struct daemon *d, const char *sandbox);
+void contexts_prestart(struct daemon *d, const char *sandbox);
 
 int route_health(struct req *r);
 int route_metrics(struct req *r);

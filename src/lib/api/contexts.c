@@ -239,13 +239,18 @@ static int ctx_start(struct daemon *d, const struct sbx_ref *ref, struct ctx *c,
   uint64_t pid = 0;
   const char *k;
   json_t *v;
-  (void) d;
   const char *argv[4];
   runner_argv(c->language, argv);
   corral__frame_init(&f, CORRAL__REQ_EXEC);
   for (int i = 0; argv[i]; i++)
     corral__frame_add_str(&f, CORRAL__T_ARGV, argv[i]);
   corral__frame_add_str(&f, CORRAL__T_ENV, "MPLBACKEND=Agg");
+  if (d->opt.context_preload && *d->opt.context_preload && strcmp(c->language, "python") == 0)
+    {
+      char *kv;
+      if (asprintf(&kv, "CORRAL_PRELOAD=%s", d->opt.context_preload) >= 0)
+        corral__frame_add_str(&f, CORRAL__T_ENV, kv), free(kv);
+    }
   for (int pass = 0; pass < 2; pass++)
     json_object_foreach(pass ? c->env : ref->env, k, v)
       {
@@ -644,8 +649,12 @@ static int decode_execute(struct req *r, json_t *body, struct exec_body *b)
 /* Start the request on a locked context whose runner runs. */
 static int exec_begin(struct exec *x, const struct exec_body *b, corral_error_t *err)
 {
-  json_t *req = json_pack("{s:s, s:I, s:O}", "code", b->code, "max_output", (json_int_t) b->max_output, "env",
-                          b->env && json_is_object(b->env) ? b->env : json_null());
+  /* The sandbox's env, then the execute's: a context started ahead of its
+   * sandbox's claim (the pool) gets it this way too. */
+  json_t *env = json_deep_copy(x->ref.env ? x->ref.env : json_object());
+  if (b->env && json_is_object(b->env))
+    json_object_update(env, b->env);
+  json_t *req = json_pack("{s:s, s:I, s:o}", "code", b->code, "max_output", (json_int_t) b->max_output, "env", env);
   char *line = req ? json_dumps(req, JSON_COMPACT) : NULL;
   json_decref(req);
   if (!line)
@@ -722,4 +731,33 @@ int route_execute(struct req *r)
   MHD_add_response_header(resp, "Content-Type", "application/x-ndjson");
   metrics_request(r->d, r->method, 200, NULL);
   return api_queue(r, 200, resp);
+}
+
+/* A pooled sandbox gets its default Python context started ahead too, so
+ * that a create followed by an execute pays for neither. */
+void contexts_prestart(struct daemon *d, const char *sandbox)
+{
+  corral_error_t err = NULL;
+  struct sbx_ref ref;
+  if (registry_ref(d, sandbox, &ref) != 1)
+    return;
+  struct ctx *c = ctx_new(sandbox, "default", "python", NULL, NULL);
+  if (!c)
+    {
+      json_decref(ref.env);
+      return;
+    }
+  /* Listed, and locked, before it starts: an execute that comes first
+   * (the sandbox may be claimed at once) waits for this runner instead of
+   * starting a second one. */
+  pthread_mutex_lock(&c->lock);
+  pthread_mutex_lock(&d->lock);
+  c->next = d->ctxs;
+  d->ctxs = c;
+  pthread_mutex_unlock(&d->lock);
+  if (ctx_start(d, &ref, c, &err) < 0)
+    api_log(d, "pool: default context: %s", corral_error_message(err));
+  pthread_mutex_unlock(&c->lock);
+  corral_error_release(&err);
+  json_decref(ref.env);
 }

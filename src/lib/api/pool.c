@@ -61,6 +61,8 @@ static int fill_one(struct daemon *d)
       corral_error_release(&err);
       r = -1;
     }
+  else if (d->runners_dir)
+    contexts_prestart(d, id);
   create_req_release(&c);
   return r;
 }

@@ -100,6 +100,23 @@ int registry_get(struct daemon *d, const char *id, const char *tenant, bool admi
   return r;
 }
 
+int registry_ref(struct daemon *d, const char *id, struct sbx_ref *out)
+{
+  int r = 0;
+  memset(out, 0, sizeof(*out));
+  pthread_mutex_lock(&d->lock);
+  struct sbx *s = find_locked(d, id);
+  if (s && !s->starting && !s->end_reason && !s->finalizing)
+    {
+      snprintf(out->id, sizeof(out->id), "%s", s->id);
+      snprintf(out->sock_path, sizeof(out->sock_path), "%s", s->box.sock_path);
+      out->env = json_incref(s->env);
+      r = 1;
+    }
+  pthread_mutex_unlock(&d->lock);
+  return r;
+}
+
 uint64_t registry_oom_kills(struct daemon *d, const char *id)
 {
   uint64_t n = 0;
