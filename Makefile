@@ -114,6 +114,7 @@ fuzz: $(FUZZ_BIN)
 bench: all
 	/usr/bin/python3 bench/bench.py --corral $(BUILD)/bin/corral
 	/usr/bin/python3 bench/daemon_bench.py --corrald $(BUILD)/bin/corrald
+	/usr/bin/python3 bench/code_bench.py --corrald $(BUILD)/bin/corrald
 
 clean:
 	rm -rf build

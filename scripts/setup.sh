@@ -20,7 +20,7 @@ PACKAGES=(
   # tests: TAP runner, pytest, fuzzers (clang + libFuzzer runtime), tools the tests call
   perl python3 python3-pytest clang libclang-rt-14-dev util-linux procps
   # benchmark contenders
-  bubblewrap
+  bubblewrap python3-ipykernel python3-jupyter-client
 )
 
 missing=()

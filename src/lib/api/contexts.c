@@ -230,7 +230,7 @@ static int events_next(struct events *e, uint64_t deadline_ms, json_t **ev)
 }
 
 /* Start the context's runner and wait for its "ready". */
-static int ctx_start(struct daemon *d, const struct sbx_ref *ref, struct ctx *c, corral_error_t *err)
+static int ctx_start(struct daemon *d, const struct sbx_ref *ref, struct ctx *c, bool preload, corral_error_t *err)
 {
   struct corral__frame f;
   struct corral__msg m;
@@ -245,7 +245,7 @@ static int ctx_start(struct daemon *d, const struct sbx_ref *ref, struct ctx *c,
   for (int i = 0; argv[i]; i++)
     corral__frame_add_str(&f, CORRAL__T_ARGV, argv[i]);
   corral__frame_add_str(&f, CORRAL__T_ENV, "MPLBACKEND=Agg");
-  if (d->opt.context_preload && *d->opt.context_preload && strcmp(c->language, "python") == 0)
+  if (preload && d->opt.context_preload && *d->opt.context_preload && strcmp(c->language, "python") == 0)
     {
       char *kv;
       if (asprintf(&kv, "CORRAL_PRELOAD=%s", d->opt.context_preload) >= 0)
@@ -358,7 +358,7 @@ int route_context_create(struct req *r)
   memcpy(id, "ctx", 3);
   struct ctx *c = ctx_new(ref.id, id, language, json_string_value(cwd), env);
   json_decref(body);
-  if (!c || ctx_start(r->d, &ref, c, &err) < 0)
+  if (!c || ctx_start(r->d, &ref, c, false, &err) < 0)
     {
       api_fail_err(r, err ? err : NULL, "create context");
       corral_error_release(&err);
@@ -443,7 +443,7 @@ int route_context_restart(struct req *r)
       if (c->pid)
         signal_runner(&ref, c->pid, SIGKILL);
       c->pid = 0;
-      if (ctx_start(r->d, &ref, c, &err) < 0)
+      if (ctx_start(r->d, &ref, c, false, &err) < 0)
         api_fail_err(r, err, "restart context");
       else
         api_json(r, 200, ctx_json(c));
@@ -668,7 +668,7 @@ static int exec_begin(struct exec *x, const struct exec_body *b, corral_error_t 
   for (int attempt = 0; attempt < 2 && r < 0; attempt++)
     {
       corral_error_release(err);
-      if (!x->c->pid && ctx_start(x->d, &x->ref, x->c, err) < 0)
+      if (!x->c->pid && ctx_start(x->d, &x->ref, x->c, false, err) < 0)
         break;
       r = write_request(&x->ref, x->c->pid, nl, err);
       if (r < 0)
@@ -755,7 +755,7 @@ void contexts_prestart(struct daemon *d, const char *sandbox)
   c->next = d->ctxs;
   d->ctxs = c;
   pthread_mutex_unlock(&d->lock);
-  if (ctx_start(d, &ref, c, &err) < 0)
+  if (ctx_start(d, &ref, c, true, &err) < 0)
     api_log(d, "pool: default context: %s", corral_error_message(err));
   pthread_mutex_unlock(&c->lock);
   corral_error_release(&err);

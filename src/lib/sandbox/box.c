@@ -510,7 +510,22 @@ void corral__box_kill(struct corral__box *b)
 
 void corral__box_renice(struct corral__box *b, int nice)
 {
+  /* Every process of the box (PID 1 and what it started ahead, such as a
+   * pre-started code context): its cgroup lists them. */
+  const char *dir = b->cg.mode == CORRAL_CG_V2 ? b->cg.path : b->cg.v1_paths[0];
+  char path[4200];
+  FILE *f = NULL;
+  int pid;
   setpriority(PRIO_PROCESS, (id_t) b->pid, nice);
+  if (dir)
+    {
+      snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+      f = fopen(path, "re");
+    }
+  while (f && fscanf(f, "%d", &pid) == 1)
+    setpriority(PRIO_PROCESS, (id_t) pid, nice);
+  if (f)
+    fclose(f);
 }
 
 uint64_t corral__box_oom_kills(struct corral__box *b)
