@@ -30,6 +30,7 @@ struct sbx
   const char *end_reason; /* set by whoever ends it on purpose */
   bool finalizing;        /* claimed by the thread that cleans it up */
   bool pooled;            /* a ready sandbox nobody has claimed yet */
+  bool warming;           /* pooled, its default context still starting */
 };
 
 struct metrics;
@@ -127,7 +128,8 @@ size_t registry_count(struct daemon *d);
  * negative (EDQUOT) over a quota. */
 int registry_claim(struct daemon *d, const char *tenant, uint64_t memory_mb, int64_t expires_ms, json_t *env,
                    char id[32], char **runtime_json, corral_error_t *err);
-size_t registry_pooled(struct daemon *d);
+size_t registry_pooled(struct daemon *d, bool ready_only);
+void registry_warmed(struct daemon *d, const char *id);
 
 /* ---- pool.c: sandboxes made ahead of demand ---- */
 #define POOL_TENANT "_pool"

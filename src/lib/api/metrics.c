@@ -153,7 +153,7 @@ char *metrics_render(struct daemon *d)
   put(&t, "corral_sandboxes{state=\"running\"} %zu\ncorral_sandboxes{state=\"ended\"} %zu\n", registry_count(d),
       n_ended);
   put(&t, "# HELP corral_pool_ready Ready sandboxes waiting in the pool.\n# TYPE corral_pool_ready gauge\n"
-          "corral_pool_ready %zu\n", registry_pooled(d));
+          "corral_pool_ready %zu\n", registry_pooled(d, true));
   histogram(&t, "corral_sandbox_create_seconds", "Time to create a sandbox (request to agent ready).", &m->create);
   histogram(&t, "corral_command_seconds", "Duration of commands run through the API.", &m->command);
   put(&t, "# HELP corral_sandboxes_ended_total Sandboxes ended, by reason.\n"

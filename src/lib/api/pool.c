@@ -62,7 +62,10 @@ static int fill_one(struct daemon *d)
       r = -1;
     }
   else if (d->runners_dir)
-    contexts_prestart(d, id);
+    {
+      contexts_prestart(d, id);
+      registry_warmed(d, id);
+    }
   create_req_release(&c);
   return r;
 }
@@ -72,7 +75,7 @@ static void *pool_main(void *arg)
   struct daemon *d = arg;
   while (!atomic_load(&d->stopping))
     {
-      if (registry_pooled(d) >= d->opt.pool_size)
+      if (registry_pooled(d, false) >= d->opt.pool_size)
         wait_ms(d, RETRY_MS);
       else if (fill_one(d) < 0)
         wait_ms(d, RETRY_MS);

@@ -161,14 +161,23 @@ static int check_quota_locked(struct daemon *d, const corral_tenant_t *t, uint64
   return 0;
 }
 
-size_t registry_pooled(struct daemon *d)
+size_t registry_pooled(struct daemon *d, bool ready_only)
 {
   size_t n = 0;
   pthread_mutex_lock(&d->lock);
   for (size_t i = 0; i < d->n_sbxs; i++)
-    n += d->sbxs[i]->pooled;
+    n += d->sbxs[i]->pooled && (!ready_only || (!d->sbxs[i]->starting && !d->sbxs[i]->warming));
   pthread_mutex_unlock(&d->lock);
   return n;
+}
+
+void registry_warmed(struct daemon *d, const char *id)
+{
+  pthread_mutex_lock(&d->lock);
+  struct sbx *s = find_locked(d, id);
+  if (s)
+    s->warming = false;
+  pthread_mutex_unlock(&d->lock);
 }
 
 int registry_claim(struct daemon *d, const char *tenant, uint64_t memory_mb, int64_t expires_ms, json_t *env,
@@ -183,7 +192,8 @@ int registry_claim(struct daemon *d, const char *tenant, uint64_t memory_mb, int
     for (size_t i = 0; i < d->n_sbxs && r == 0; i++)
       {
         struct sbx *s = d->sbxs[i];
-        char *owner = s->pooled && !s->starting && !s->end_reason && !s->finalizing ? strdup(tenant) : NULL;
+        char *owner = s->pooled && !s->starting && !s->warming && !s->end_reason && !s->finalizing ? strdup(tenant)
+                                                                                                  : NULL;
         if (!owner)
           continue;
         free(s->tenant);
@@ -225,6 +235,7 @@ int registry_reserve(struct daemon *d, const char *id, const char *tenant, uint6
   s->memory_mb = memory_mb;
   s->starting = true;
   s->pooled = pooled;
+  s->warming = pooled && d->runners_dir;
   s->box.pidfd = -1;
   int r = 0;
   pthread_mutex_lock(&d->lock);
