@@ -86,3 +86,33 @@ def test_the_agent_socket_is_not_reachable_inside(d):
     r = d.run(sid, "echo x > /.corral/corral-agent")
     assert r["exit_code"] != 0
     d.kill(sid)
+
+
+def test_escape_suite_inside_a_code_context(d, bait):
+    """The contexts of the code interpreter are commands of the sandbox:
+    the suite, started from a (pre-started, pooled) Python context, fails
+    every attempt too."""
+    sid = d.create()
+    upload_escape(d, sid)
+    env = {"ESCAPE_HOST_SECRET": bait["secret"], "ESCAPE_HOST_PID": str(bait["sleeper"].pid),
+           "ESCAPE_HOST_PORT": str(bait["listeners"].port), "ESCAPE_ABSTRACT": bait["listeners"].abstract_name}
+    # kill_all signals every process of the sandbox user: the interpreter that
+    # started the suite too, as user code can.  It runs in the test above.
+    skip = {"leaked_fd", "tmp_private", "kill_all"}
+    names = [n for n in os.popen(f"{ESCAPE} --list").read().split() if n not in skip]
+    code = ("import subprocess\n"
+            f"p = subprocess.run(['/tmp/escape', *{names!r}], capture_output=True, text=True, env={{**__import__('os').environ, **{env!r}}})\n"
+            "print(p.stdout)\n"
+            "p.returncode")
+    r = d.request("POST", f"/v1/sandboxes/{sid}/execute", body={"code": code, "timeout_ms": 120000,
+                                                               "max_output": 8 << 20})
+    assert r.status == 200, r
+    res = r.json()
+    out = "".join(res["logs"]["stdout"])
+    plan, results = parse_tap(out)
+    failed = [f"{name}: {detail}" for ok, _, name, detail in results if not ok]
+    assert plan is not None and plan >= MIN_CHECKS - 3, (out[-2000:], res)
+    assert len(results) == plan and not failed, "\n".join(failed)
+    assert res["results"][0]["text"] == "0", res
+    assert_bait_untouched(bait)
+    d.kill(sid)

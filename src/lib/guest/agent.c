@@ -635,6 +635,12 @@ static void handle_signal_req(struct conn *c, const struct corral__msg *m)
   c->close_after_flush = true;
 }
 
+static bool peer_gone(const struct conn *c)
+{
+  struct pollfd p = { .fd = c->fd, .events = POLLRDHUP };
+  return c->dead || (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)));
+}
+
 /* The first frame of a connection says what it is for. */
 static void handle_request(struct conn *c, const struct corral__msg *m)
 {
@@ -647,7 +653,14 @@ static void handle_request(struct conn *c, const struct corral__msg *m)
       break;
     case CORRAL__REQ_EXEC: start_command(c, m); break;
     case CORRAL__REQ_ATTACH:
-      if ((x = request_cmd(c, m)) && x->sub)
+      /* A client that detached a moment ago may not have been noticed yet. */
+      if ((x = request_cmd(c, m)) && x->sub && peer_gone(x->sub))
+        {
+          x->sub->dead = true;
+          x->sub->cmd = NULL;
+          x->sub = NULL;
+        }
+      if (x && x->sub)
         conn_error(c, EBUSY, "another client is attached to this command");
       else if (x)
         attach(c, x);
