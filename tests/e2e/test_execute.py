@@ -183,3 +183,23 @@ def test_bash_context(d, sid):
     r = execute(d, sid, "sleep 30", language="bash", timeout_ms=300)
     assert r["error"]["name"] == "KeyboardInterrupt", r
     assert "".join(execute(d, sid, "echo $GREETING", language="bash")["logs"]["stdout"]) == "hello\n"
+
+
+def test_contexts_survive_a_daemon_restart(tmp_path):
+    dd = Daemon(tmp_path / "state").start()
+    try:
+        s = dd.create()
+        ctx = dd.request("POST", f"/v1/sandboxes/{s}/contexts", body={"language": "python"}).json()["id"]
+        execute(dd, s, "kept = 'across restarts'", context_id=ctx)
+        execute(dd, s, "default_kept = 1")
+        dd.kill9()
+        dd.start()
+        assert execute(dd, s, "kept", context_id=ctx)["results"][0]["text"] == "'across restarts'"
+        assert execute(dd, s, "default_kept")["results"][0]["text"] == "1"
+        ids = [c["id"] for c in dd.request("GET", f"/v1/sandboxes/{s}/contexts").json()["contexts"]]
+        assert ctx in ids and ids.count("default") == 1
+        dd.kill(s)
+    finally:
+        for sb in dd.request("GET", "/v1/sandboxes", query={"state": "running"}).json()["sandboxes"]:
+            dd.kill(sb["id"])
+        dd.stop()

@@ -19,6 +19,7 @@
 #define READY_MS 30000
 #define GRACE_MS 3000
 #define MAX_CONTEXTS 64
+#define CONTEXT_TAG "--corral-context="
 
 struct ctx
 {
@@ -244,6 +245,10 @@ static int ctx_start(struct daemon *d, const struct sbx_ref *ref, struct ctx *c,
   corral__frame_init(&f, CORRAL__REQ_EXEC);
   for (int i = 0; argv[i]; i++)
     corral__frame_add_str(&f, CORRAL__T_ARGV, argv[i]);
+  /* Runners ignore this argument; a restarted corrald finds its contexts by it. */
+  char tag[64];
+  snprintf(tag, sizeof(tag), "%s%s", CONTEXT_TAG, c->id);
+  corral__frame_add_str(&f, CORRAL__T_ARGV, tag);
   corral__frame_add_str(&f, CORRAL__T_ENV, "MPLBACKEND=Agg");
   if (preload && d->opt.context_preload && *d->opt.context_preload && strcmp(c->language, "python") == 0)
     {
@@ -306,10 +311,76 @@ static int bad_language(struct req *r, const char *l)
   return api_fail(r, 400, "invalid_argument", "unknown language `%s` (available: python, javascript, bash)", l);
 }
 
+/* The language of a runner's argv. */
+static const char *argv_language(char **argv)
+{
+  for (char **a = argv; a && *a; a++)
+    if (strstr(*a, "/javascript/runner.js"))
+      return "javascript";
+    else if (strstr(*a, "/bash/runner.py"))
+      return "bash";
+    else if (strstr(*a, "/python/runner.py"))
+      return "python";
+  return NULL;
+}
+
+/* After a restart of corrald the runners still run in their sandboxes:
+ * find them (once per sandbox and daemon run) by the tag in their argv. */
+static void discover(struct daemon *d, const struct sbx_ref *ref)
+{
+  struct corral__frame f;
+  struct corral__msg m;
+  uint8_t *buf = NULL;
+  size_t cap = 0;
+  pthread_mutex_lock(&d->lock);
+  bool known = false;
+  for (struct ctx *c = d->ctxs; c && !known; c = c->next)
+    known = strcmp(c->sandbox, ref->id) == 0 && strcmp(c->id, "") == 0;
+  struct ctx *mark = known ? NULL : ctx_new(ref->id, "", "none", NULL, NULL);
+  if (mark)
+    {
+      mark->next = d->ctxs;
+      d->ctxs = mark;
+    }
+  pthread_mutex_unlock(&d->lock);
+  if (!mark)
+    return;
+  corral__frame_init(&f, CORRAL__REQ_LIST);
+  int fd = agent_request(ref, &f, NULL);
+  while (fd >= 0 && corral__frame_recv(fd, &buf, &cap, &m, 30000) == 1 && m.type == CORRAL__R_ENTRY)
+    {
+      uint64_t pid = 0, running = 0;
+      char **argv = corral__msg_strv(&m, CORRAL__T_ARGV, NULL);
+      const char *lang = argv_language(argv), *id = NULL;
+      corral__msg_u64(&m, CORRAL__T_PID, &pid);
+      corral__msg_u64(&m, CORRAL__T_RUNNING, &running);
+      for (char **a = argv; a && *a; a++)
+        if (strncmp(*a, CONTEXT_TAG, strlen(CONTEXT_TAG)) == 0)
+          id = *a + strlen(CONTEXT_TAG);
+      pthread_mutex_lock(&d->lock);
+      if (lang && id && *id && running && !find_locked(d, ref->id, id))
+        {
+          struct ctx *c = ctx_new(ref->id, id, lang, NULL, NULL);
+          if (c)
+            {
+              c->pid = (pid_t) pid;
+              c->next = d->ctxs;
+              d->ctxs = c;
+            }
+        }
+      pthread_mutex_unlock(&d->lock);
+      corral__strv_free(argv);
+    }
+  free(buf);
+  if (fd >= 0)
+    close(fd);
+}
+
 /* The context `id` of this request's sandbox, created on demand when it is
  * the default one; NULL after responding 404. */
 static struct ctx *get_ctx(struct req *r, const struct sbx_ref *ref, const char *id)
 {
+  discover(r->d, ref);
   /* Each language has a default context: "default" (python),
    * "default-javascript", "default-bash". */
   const char *lang = strcmp(id, "default") == 0 ? "python" : strncmp(id, "default-", 8) == 0 ? id + 8 : NULL;
@@ -382,9 +453,10 @@ int route_context_list(struct req *r)
     return MHD_YES;
   json_t *arr = json_array();
   bool has_default = false;
+  discover(r->d, &ref);
   pthread_mutex_lock(&r->d->lock);
   for (struct ctx *c = r->d->ctxs; c; c = c->next)
-    if (strcmp(c->sandbox, ref.id) == 0)
+    if (strcmp(c->sandbox, ref.id) == 0 && c->id[0])
       {
         has_default |= strcmp(c->id, "default") == 0;
         json_array_append_new(arr, ctx_json(c));
@@ -403,6 +475,7 @@ int route_context_delete(struct req *r)
   struct sbx_ref ref;
   if (!sandbox_running_or_fail(r, &ref))
     return MHD_YES;
+  discover(r->d, &ref);
   pthread_mutex_lock(&r->d->lock);
   struct ctx **pp = &r->d->ctxs, *c = NULL;
   while (*pp && !(strcmp((*pp)->sandbox, ref.id) == 0 && strcmp((*pp)->id, r->params[1]) == 0))
