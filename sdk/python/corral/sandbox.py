@@ -2,6 +2,7 @@
 import functools
 
 from ._http import Transport
+from .code import CodeInterpreter
 from .commands import Commands
 from .exceptions import NotFoundError
 from .files import Filesystem
@@ -53,6 +54,7 @@ class Sandbox:
         self._info = info
         self.commands = Commands(sandbox_id, transport)
         self.files = Filesystem(sandbox_id, transport)
+        self._code = CodeInterpreter(sandbox_id, transport)
 
     def __repr__(self):
         return f"Sandbox(id={self._id!r})"
@@ -153,6 +155,63 @@ class Sandbox:
         except NotFoundError:
             return False
         return True
+
+    # ---- code interpreter ----
+
+    def run_code(self, code, language=None, context=None, envs=None, timeout=None, on_stdout=None,
+                 on_stderr=None, on_result=None, on_error=None, max_output=None):
+        """Run ``code`` in a persistent interpreter of the sandbox and return an
+        :class:`~corral.Execution`, as E2B's code interpreter does::
+
+            sbx.run_code("x = 6")
+            sbx.run_code("x * 7").text          # '42'
+
+        An exception of the code does not raise: it is ``execution.error``
+        (an :class:`~corral.ExecutionError` with ``name``, ``value``,
+        ``traceback``); the context keeps its state.
+
+        :param language: ``"python"`` (the default context) - the only one today.
+        :param context: a :class:`~corral.Context` (or its id) from
+            :meth:`create_code_context`; not together with ``language``.
+        :param envs: environment variables set before the code runs.
+        :param timeout: seconds after which the code is interrupted
+            (``KeyboardInterrupt`` in ``execution.error``; the state survives);
+            ``None``: no limit but the sandbox's.
+        :param on_stdout: called with each chunk of stdout as it is produced (an
+            :class:`~corral.OutputMessage`, i.e. a ``str``); likewise
+            ``on_stderr``; ``on_result`` with each :class:`~corral.Result` and
+            ``on_error`` with the :class:`~corral.ExecutionError`.  The
+            execution returned still holds everything.
+        :param max_output: cap in characters of the output kept (default 1 MiB).
+        :raises NotFoundError: no such context (or sandbox).
+        :raises InvalidArgumentError: empty code, unknown language, bad argument.
+        :raises SandboxNotRunningError: the sandbox has ended.
+        """
+        return self._code.run_code(code, language=language, context=context, envs=envs, timeout=timeout,
+                                   on_stdout=on_stdout, on_stderr=on_stderr, on_result=on_result,
+                                   on_error=on_error, max_output=max_output)
+
+    def create_code_context(self, language="python", cwd=None, envs=None):
+        """Start a new, independent interpreter and return its :class:`~corral.Context`.
+
+        :param cwd: its working directory (default ``/home/user``).
+        :param envs: environment variables of the interpreter.
+        """
+        return self._code.create_context(language=language, cwd=cwd, envs=envs)
+
+    def list_code_contexts(self):
+        """The :class:`~corral.Context` list of the sandbox (``default`` always included)."""
+        return self._code.list_contexts()
+
+    def remove_code_context(self, context):
+        """Stop the interpreter of ``context`` (a :class:`~corral.Context` or an id) and
+        forget it; removing ``"default"`` only resets the default context."""
+        self._code.remove_context(context)
+
+    def restart_code_context(self, context):
+        """Restart the interpreter of ``context``: its state is lost.  Returns the
+        :class:`~corral.Context`."""
+        return self._code.restart_context(context)
 
     def __enter__(self):
         return self

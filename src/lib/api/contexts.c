@@ -19,6 +19,9 @@
 #define READY_MS 30000
 #define GRACE_MS 3000
 #define MAX_CONTEXTS 64
+/* Code in the runner can write to the protocol fd: one event line may not
+ * grow the daemon's memory without bound. */
+#define MAX_EVENT_LINE (32u << 20)
 #define CONTEXT_TAG "--corral-context="
 
 struct ctx
@@ -214,6 +217,8 @@ static int events_next(struct events *e, uint64_t deadline_ms, json_t **ev)
       uint32_t l;
       if (m.type != CORRAL__R_STDOUT || !corral__msg_get(&m, CORRAL__T_DATA, &d, &l))
         continue;
+      if (e->len + l > MAX_EVENT_LINE)
+        return -1;
       if (e->len + l > e->size)
         {
           size_t size = e->size ? e->size : 65536;
@@ -424,6 +429,18 @@ int route_context_create(struct req *r)
     {
       json_decref(body);
       return MHD_YES;
+    }
+  size_t n = 0;
+  pthread_mutex_lock(&r->d->lock);
+  for (struct ctx *x = r->d->ctxs; x; x = x->next)
+    n += strcmp(x->sandbox, ref.id) == 0;
+  pthread_mutex_unlock(&r->d->lock);
+  if (n >= MAX_CONTEXTS)
+    {
+      json_decref(body);
+      json_decref(ref.env);
+      return api_fail(r, 409, "conflict", "sandbox `%s` has %zu contexts already (at most %d)", ref.id, n,
+                      MAX_CONTEXTS);
     }
   sandbox_new_id(id, sizeof(id));
   memcpy(id, "ctx", 3);
