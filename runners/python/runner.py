@@ -257,14 +257,23 @@ def main():
         except ValueError:
             continue
         _state["budget"] = int(req.get("max_output") or (1 << 20))
+        # The request's env holds for this execute only.
+        saved = {}
         if isinstance(req.get("env"), dict):
-            os.environ.update({str(k): str(v) for k, v in req["env"].items()})
+            for k, v in req["env"].items():
+                saved[str(k)] = os.environ.get(str(k))
+                os.environ[str(k)] = str(v)
         _state["dropped"] = 0
         t0 = time.monotonic()
         try:
             run(str(req.get("code", "")), namespace)
         except KeyboardInterrupt:  # the interrupt arrived between statements of ours
             emit({"type": "error", "name": "KeyboardInterrupt", "value": "", "traceback": ""})
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         for p in pumps:
             p.sync()
         if _state["dropped"]:

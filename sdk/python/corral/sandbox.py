@@ -173,7 +173,8 @@ class Sandbox:
         :param language: ``"python"`` (the default context) - the only one today.
         :param context: a :class:`~corral.Context` (or its id) from
             :meth:`create_code_context`; not together with ``language``.
-        :param envs: environment variables set before the code runs.
+        :param envs: environment variables set in the interpreter before the code runs
+            (today they stay set for later runs of the context).
         :param timeout: seconds after which the code is interrupted
             (``KeyboardInterrupt`` in ``execution.error``; the state survives);
             ``None``: no limit but the sandbox's.

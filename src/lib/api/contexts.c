@@ -86,7 +86,8 @@ void contexts_forget(struct daemon *d, const char *sandbox)
   while (*pp)
     {
       struct ctx *c = *pp;
-      /* A context in use is freed by its execute when it finds it gone. */
+      /* A context in use stays listed (and allocated) until corrald stops:
+       * freeing it under a running execute is not an option. */
       if (strcmp(c->sandbox, sandbox) == 0 && pthread_mutex_trylock(&c->lock) == 0)
         {
           *pp = c->next;
@@ -303,6 +304,28 @@ static int ctx_start(struct daemon *d, const struct sbx_ref *ref, struct ctx *c,
 
 /* ---- routes: contexts ---- */
 
+static bool env_ok(json_t *env)
+{
+  const char *k;
+  json_t *v;
+  if (!json_is_object(env))
+    return false;
+  json_object_foreach(env, k, v)
+    if (!json_is_string(v) || !valid_env_name(k) || strlen(json_string_value(v)) != json_string_length(v))
+      return false;
+  return true;
+}
+
+/* A runner that could not start because of what the client asked (a
+ * missing cwd...) is the client's error. */
+static int fail_start(struct req *r, corral_error_t err, const char *what)
+{
+  int e = corral_error_status(err);
+  if (e == ENOENT || e == ENOTDIR || e == EACCES)
+    return api_fail(r, 400, "invalid_argument", "%s: %s", what, corral_error_message(err));
+  return api_fail_err(r, err, what);
+}
+
 static bool known_language(const char *l)
 {
   for (int i = 0; languages[i]; i++)
@@ -414,10 +437,11 @@ int route_context_create(struct req *r)
   cwd = json_object_get(body, "cwd");
   env = json_object_get(body, "env");
   const char *language = json_is_string(lang) ? json_string_value(lang) : lang ? NULL : "python";
-  if (!language || (cwd && !json_is_string(cwd)) || (env && !json_is_object(env)))
+  if (!language || (cwd && !json_is_string(cwd)) || (env && !env_ok(env)))
     {
       json_decref(body);
-      return api_fail(r, 400, "invalid_argument", "`language` and `cwd` must be strings, `env` an object");
+      return api_fail(r, 400, "invalid_argument",
+                      "`language` and `cwd` must be strings, `env` an object of strings with variable names");
     }
   if (!known_language(language))
     {
@@ -448,7 +472,7 @@ int route_context_create(struct req *r)
   json_decref(body);
   if (!c || ctx_start(r->d, &ref, c, false, &err) < 0)
     {
-      api_fail_err(r, err ? err : NULL, "create context");
+      fail_start(r, err, "create context");
       corral_error_release(&err);
       if (c)
         ctx_free(c);
@@ -534,7 +558,7 @@ int route_context_restart(struct req *r)
         signal_runner(&ref, c->pid, SIGKILL);
       c->pid = 0;
       if (ctx_start(r->d, &ref, c, false, &err) < 0)
-        api_fail_err(r, err, "restart context");
+        fail_start(r, err, "restart context");
       else
         api_json(r, 200, ctx_json(c));
       pthread_mutex_unlock(&c->lock);
@@ -695,6 +719,7 @@ static int exec_collect(struct req *r, struct exec *x)
 
 struct exec_body
 {
+  bool language_given;
   const char *code, *context, *language;
   json_t *env;
   uint64_t timeout_ms, max_output;
@@ -722,8 +747,10 @@ static int decode_execute(struct req *r, json_t *body, struct exec_body *b)
   if (!b->context && !known_language(b->language))
     return bad_language(r, b->language), -1;
   b->env = json_object_get(body, "env");
-  if (b->env && !json_is_null(b->env) && !json_is_object(b->env))
-    return api_fail(r, 400, "invalid_argument", "`env` must be an object of strings"), -1;
+  if (b->env && !json_is_null(b->env) && !env_ok(b->env))
+    return api_fail(r, 400, "invalid_argument", "`env` must be an object of strings with variable names"), -1;
+  if (b->context && v && !json_is_null(v))
+    b->language_given = true;
   v = json_object_get(body, "timeout_ms");
   if (v && !json_is_null(v) && (!json_is_integer(v) || json_integer_value(v) < 0))
     return api_fail(r, 400, "invalid_argument", "`timeout_ms` must be a non-negative integer"), -1;
@@ -791,6 +818,11 @@ int route_execute(struct req *r)
   snprintf(dflt, sizeof(dflt), "%s%s", strcmp(b.language, "python") ? "default-" : "default",
            strcmp(b.language, "python") ? b.language : "");
   x->c = get_ctx(r, &x->ref, b.context ? b.context : dflt);
+  if (x->c && b.language_given && strcmp(x->c->language, b.language) != 0)
+    {
+      api_fail(r, 400, "invalid_argument", "context `%s` runs %s, not %s", x->c->id, x->c->language, b.language);
+      x->c = NULL;
+    }
   if (!x->c)
     {
       json_decref(x->ref.env);
@@ -804,7 +836,7 @@ int route_execute(struct req *r)
   if (exec_begin(x, &b, &err) < 0)
     {
       json_decref(body);
-      api_fail_err(r, err, "execute");
+      fail_start(r, err, "execute");
       corral_error_release(&err);
       exec_finish(x);
       return MHD_YES;

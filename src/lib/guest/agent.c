@@ -411,7 +411,7 @@ static void __attribute__((noreturn)) command_child(char **argv, char **env, con
   if (chdir(cwd) < 0)
     {
       struct exec_failure f = { .err_no = errno };
-      snprintf(f.text, sizeof(f.text), "working directory `%s`: %s", cwd, strerror(f.err_no));
+      snprintf(f.text, sizeof(f.text), "working directory `%s`", cwd);
       corral__write_all(3, &f, sizeof(f));
       _exit(125);
     }
