@@ -208,7 +208,7 @@ def test_contexts_survive_a_daemon_restart(tmp_path):
 def test_execute_env_is_per_execute_and_context_input_is_checked(d, sid):
     r = execute(d, sid, "import os\nos.environ.get('ONLY_NOW')", env={"ONLY_NOW": "1"})
     assert r["results"][0]["text"] == "'1'"
-    assert execute(d, sid, "os.environ.get('ONLY_NOW')")["results"][0]["text"] == "None"
+    assert execute(d, sid, "repr(os.environ.get('ONLY_NOW'))")["results"][0]["text"] == "'None'"
     base = f"/v1/sandboxes/{sid}"
     err(d.request("POST", base + "/contexts", body={"cwd": "/no/such/dir"}), 400, "invalid_argument")
     err(d.request("POST", base + "/contexts", body={"env": {"N": 1}}), 400, "invalid_argument")
