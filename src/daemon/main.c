@@ -20,6 +20,8 @@ static void usage(FILE *out)
         "  --max-timeout SECS   longest sandbox timeout a client may ask (default 86400)\n"
         "  --retention SECS     how long ended sandboxes stay queryable (default 3600)\n"
         "  --pool N             sandboxes kept ready for default-shaped creates (default 4; 0 = none)\n"
+        "  --runners DIR        code-interpreter runners (default: share/corral/runners or the\n"
+        "                       source tree's runners/, found beside the binary)\n"
         "  --preload MODULES    Python modules (comma-separated) the pooled sandboxes' default\n"
         "                       code context imports ahead, e.g. numpy,pandas,matplotlib.pyplot\n"
         "environment: CORRAL_ADMIN_KEY (else generated into STATE_DIR/admin.key)\n", out);
@@ -52,7 +54,7 @@ int main(int argc, char **argv)
     { "state-dir", required_argument, NULL, 'd' },   { "foreground", no_argument, NULL, 'f' },
     { "agent", required_argument, NULL, 'a' },       { "max-timeout", required_argument, NULL, 'm' },
     { "retention", required_argument, NULL, 'r' },   { "metrics-public", no_argument, NULL, 'p' },
-    { "pool", required_argument, NULL, 'P' },        { "preload", required_argument, NULL, 'I' },        { "help", no_argument, NULL, 'h' },              { NULL, 0, NULL, 0 },
+    { "pool", required_argument, NULL, 'P' },        { "preload", required_argument, NULL, 'I' },     { "runners", required_argument, NULL, 'R' },        { "help", no_argument, NULL, 'h' },              { NULL, 0, NULL, 0 },
   };
   corral_daemon_options_t o;
   corral_error_t err = NULL;
@@ -77,6 +79,7 @@ int main(int argc, char **argv)
         break;
       case 'p': o.metrics_public = true; break;
       case 'I': o.context_preload = optarg; break;
+      case 'R': o.runners_dir = optarg; break;
       case 'P':
         {
           char *end;

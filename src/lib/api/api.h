@@ -179,6 +179,8 @@ int route_execute(struct req *r);
 /* A sandbox ended: drop its contexts. */
 void contexts_forget(struct daemon *d, const char *sandbox);
 void contexts_prestart(struct daemon *d, const char *sandbox);
+/* At stop, after every request has ended: the runners go on in their sandboxes. */
+void contexts_free_all(struct daemon *d);
 
 int route_health(struct req *r);
 int route_metrics(struct req *r);

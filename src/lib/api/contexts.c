@@ -100,6 +100,16 @@ void contexts_forget(struct daemon *d, const char *sandbox)
   pthread_mutex_unlock(&d->lock);
 }
 
+void contexts_free_all(struct daemon *d)
+{
+  while (d->ctxs)
+    {
+      struct ctx *c = d->ctxs;
+      d->ctxs = c->next;
+      ctx_free(c);
+    }
+}
+
 static json_t *ctx_json(const struct ctx *c)
 {
   return json_pack("{s:s, s:s, s:s}", "id", c->id, "language", c->language, "cwd", c->cwd);
@@ -408,6 +418,11 @@ static void discover(struct daemon *d, const struct sbx_ref *ref)
  * the default one; NULL after responding 404. */
 static struct ctx *get_ctx(struct req *r, const struct sbx_ref *ref, const char *id)
 {
+  if (!r->d->runners_dir)
+    {
+      api_fail(r, 503, "unavailable", "this corrald has no code-interpreter runners (see --help)");
+      return NULL;
+    }
   discover(r->d, ref);
   /* Each language has a default context: "default" (python),
    * "default-javascript", "default-bash". */
@@ -448,6 +463,11 @@ int route_context_create(struct req *r)
       bad_language(r, language);
       json_decref(body);
       return MHD_YES;
+    }
+  if (!r->d->runners_dir)
+    {
+      json_decref(body);
+      return api_fail(r, 503, "unavailable", "this corrald has no code-interpreter runners (see --help)");
     }
   if (!sandbox_running_or_fail(r, &ref))
     {

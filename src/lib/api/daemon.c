@@ -133,7 +133,8 @@ static char *default_agent(void)
 static char *default_runners(void)
 {
   char self[PATH_MAX], dir[PATH_MAX + 64], probe[PATH_MAX + 128];
-  static const char *const rel[] = { "../share/corral/runners", "../../runners", NULL };
+  /* bin/ of an install, build/bin/ and build/asan/bin/ of the source tree */
+  static const char *const rel[] = { "../share/corral/runners", "../../runners", "../../../runners", NULL };
   ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
   if (n < 0)
     return NULL;
@@ -164,6 +165,7 @@ static int open_state(struct daemon *d, corral_error_t *err)
 
 static void release(struct daemon *d)
 {
+  contexts_free_all(d);
   corral__spawner_stop(&d->spawner);
   /* The run dir goes when no sandbox socket is left in it. */
   if (d->run_dir)
