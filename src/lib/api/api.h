@@ -235,5 +235,15 @@ char *metrics_render(struct daemon *d);
 int agent_request(const struct sbx_ref *ref, struct corral__frame *f, corral_error_t *err);
 /* An R_ERROR message as a corral error. */
 int agent_error(const struct corral__msg *m, corral_error_t *err);
+/* One-shot request that the agent answers with R_OK or R_ERROR. */
+int agent_call(const struct sbx_ref *ref, struct corral__frame *f, corral_error_t *err);
+/* An EXEC request: the connection (the command's output follows on it) and
+ * *pid; -1 when the agent could not be reached or did not answer (EIO), -2
+ * when it refused to start the command (err says why). */
+int agent_start(const struct sbx_ref *ref, struct corral__frame *f, pid_t *pid, corral_error_t *err);
+/* K=V env fields of an EXEC frame from a JSON object of strings. */
+void agent_frame_env(struct corral__frame *f, json_t *env);
+/* A STDIN request for command pid. */
+void agent_stdin_frame(struct corral__frame *f, pid_t pid, const char *data, size_t len, bool eof);
 
 #endif

@@ -395,15 +395,11 @@ static struct stream *stream_new(struct req *r, const struct sbx_ref *ref, int f
 
 /* ---- routes ---- */
 
-static void exec_frame(struct corral__frame *f, const struct exec_req *e, json_t *sandbox_env)
+void agent_frame_env(struct corral__frame *f, json_t *env)
 {
   const char *k;
   json_t *v;
-  corral__frame_init(f, CORRAL__REQ_EXEC);
-  for (char **a = e->argv; *a; a++)
-    corral__frame_add_str(f, CORRAL__T_ARGV, *a);
-  /* The sandbox's env first: the command's own overrides it. */
-  json_object_foreach(sandbox_env, k, v)
+  json_object_foreach(env, k, v)
     {
       char *kv;
       if (asprintf(&kv, "%s=%s", k, json_string_value(v)) >= 0)
@@ -412,6 +408,15 @@ static void exec_frame(struct corral__frame *f, const struct exec_req *e, json_t
           free(kv);
         }
     }
+}
+
+static void exec_frame(struct corral__frame *f, const struct exec_req *e, json_t *sandbox_env)
+{
+  corral__frame_init(f, CORRAL__REQ_EXEC);
+  for (char **a = e->argv; *a; a++)
+    corral__frame_add_str(f, CORRAL__T_ARGV, *a);
+  /* The sandbox's env first: the command's own overrides it. */
+  agent_frame_env(f, sandbox_env);
   for (char **a = e->env; a && *a; a++)
     corral__frame_add_str(f, CORRAL__T_ENV, *a);
   if (e->cwd)
@@ -440,8 +445,7 @@ static json_t *argv_json(char **argv)
   return a;
 }
 
-/* One-shot request to the agent that answers R_OK or R_ERROR. */
-static int simple_request(const struct sbx_ref *ref, struct corral__frame *f, corral_error_t *err)
+int agent_call(const struct sbx_ref *ref, struct corral__frame *f, corral_error_t *err)
 {
   uint8_t *buf = NULL;
   size_t cap = 0;
@@ -459,7 +463,7 @@ static int simple_request(const struct sbx_ref *ref, struct corral__frame *f, co
   return r;
 }
 
-static void stdin_frame(struct corral__frame *f, pid_t pid, const char *data, size_t len, bool eof)
+void agent_stdin_frame(struct corral__frame *f, pid_t pid, const char *data, size_t len, bool eof)
 {
   corral__frame_init(f, CORRAL__REQ_STDIN);
   corral__frame_add_u64(f, CORRAL__T_PID, (uint64_t) pid);
@@ -468,41 +472,49 @@ static void stdin_frame(struct corral__frame *f, pid_t pid, const char *data, si
   corral__frame_add_u64(f, CORRAL__T_EOF, eof);
 }
 
+int agent_start(const struct sbx_ref *ref, struct corral__frame *f, pid_t *pid, corral_error_t *err)
+{
+  struct corral__msg m;
+  uint8_t *buf = NULL;
+  size_t cap = 0;
+  uint64_t p = 0;
+  int fd = agent_request(ref, f, err);
+  if (fd < 0)
+    return -1;
+  int got = corral__frame_recv(fd, &buf, &cap, &m, 30000), r = -1;
+  if (got == 1 && m.type == CORRAL__R_ERROR)
+    {
+      agent_error(&m, err);
+      r = -2;
+    }
+  else if (got != 1 || m.type != CORRAL__R_STARTED || !corral__msg_u64(&m, CORRAL__T_PID, &p))
+    corral_error_set(err, EIO, "the sandbox agent did not answer");
+  free(buf);
+  if (!p)
+    {
+      close(fd);
+      return r;
+    }
+  *pid = (pid_t) p;
+  return fd;
+}
+
 /* Send the request and wait for STARTED; returns the agent fd and pid, or
  * -1 after responding. */
 static int start(struct req *r, const struct sbx_ref *ref, const struct exec_req *e, pid_t *pid)
 {
   corral_error_t err = NULL;
   struct corral__frame f;
-  struct corral__msg m;
-  uint8_t *buf = NULL;
-  size_t cap = 0;
-  uint64_t p = 0;
   exec_frame(&f, e, ref->env);
-  int fd = agent_request(ref, &f, &err);
-  if (fd < 0)
-    {
-      api_fail_err(r, err, "run the command");
-      corral_error_release(&err);
-      return -1;
-    }
-  int got = corral__frame_recv(fd, &buf, &cap, &m, 30000);
-  if (got == 1 && m.type == CORRAL__R_ERROR)
-    {
-      agent_error(&m, &err);
-      api_fail(r, 400, "invalid_argument", "the command could not start: %s", corral_error_message(err));
-      corral_error_release(&err);
-    }
-  else if (got != 1 || m.type != CORRAL__R_STARTED || !corral__msg_u64(&m, CORRAL__T_PID, &p))
-    api_fail(r, 409, "sandbox_not_running", "the sandbox agent did not answer");
-  free(buf);
-  if (!p)
-    {
-      close(fd);
-      return -1;
-    }
-  *pid = (pid_t) p;
-  return fd;
+  int fd = agent_start(ref, &f, pid, &err);
+  if (fd == -2)
+    api_fail(r, 400, "invalid_argument", "the command could not start: %s", corral_error_message(err));
+  else if (fd < 0 && corral_error_status(err) == EIO)
+    api_fail(r, 409, "sandbox_not_running", "%s", corral_error_message(err));
+  else if (fd < 0)
+    api_fail_err(r, err, "run the command");
+  corral_error_release(&err);
+  return fd < 0 ? -1 : fd;
 }
 
 static void run_background(struct req *r, const struct sbx_ref *ref, const struct exec_req *e, int fd, pid_t pid)
@@ -511,8 +523,8 @@ static void run_background(struct req *r, const struct sbx_ref *ref, const struc
   close(fd);
   if (e->stdin_data)
     {
-      stdin_frame(&f, pid, e->stdin_data, e->stdin_len, false);
-      simple_request(ref, &f, NULL);
+      agent_stdin_frame(&f, pid, e->stdin_data, e->stdin_len, false);
+      agent_call(ref, &f, NULL);
     }
   api_audit(r->d, json_pack("{s:s, s:s, s:s, s:o, s:b, s:i}", "action", "command.run", "tenant", r->tenant,
                             "sandbox", ref->id, "argv", argv_json(e->argv), "background", 1, "pid", pid));
@@ -651,7 +663,7 @@ static int pid_request(struct req *r, struct corral__frame *f, const struct sbx_
                        const char *what)
 {
   corral_error_t err = NULL;
-  if (simple_request(ref, f, &err) < 0)
+  if (agent_call(ref, f, &err) < 0)
     {
       if (corral_error_status(err) == ESRCH)
         api_fail(r, 404, "not_found", "no command %d in sandbox `%s`", pid, ref->id);
@@ -690,7 +702,7 @@ int route_command_stdin(struct req *r)
       json_decref(body);
       return MHD_YES;
     }
-  stdin_frame(&f, pid, v ? json_string_value(v) : NULL, v ? json_string_length(v) : 0, json_is_true(eof));
+  agent_stdin_frame(&f, pid, v ? json_string_value(v) : NULL, v ? json_string_length(v) : 0, json_is_true(eof));
   json_decref(body);
   pid_request(r, &f, &ref, pid, "stdin");
   json_decref(ref.env);

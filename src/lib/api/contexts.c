@@ -117,41 +117,20 @@ static json_t *ctx_json(const struct ctx *c)
 
 /* ---- talking to the runner through the agent ---- */
 
-static int agent_simple(const struct sbx_ref *ref, struct corral__frame *f, corral_error_t *err)
-{
-  uint8_t *buf = NULL;
-  size_t cap = 0;
-  struct corral__msg m;
-  int fd = agent_request(ref, f, err);
-  if (fd < 0)
-    return -1;
-  int got = corral__frame_recv(fd, &buf, &cap, &m, 30000), r = 0;
-  if (got != 1)
-    r = corral_error_set(err, EIO, "the sandbox agent did not answer");
-  else if (m.type == CORRAL__R_ERROR)
-    r = agent_error(&m, err);
-  free(buf);
-  close(fd);
-  return r;
-}
-
 static void signal_runner(const struct sbx_ref *ref, pid_t pid, int sig)
 {
   struct corral__frame f;
   corral__frame_init(&f, CORRAL__REQ_SIGNAL);
   corral__frame_add_u64(&f, CORRAL__T_PID, (uint64_t) pid);
   corral__frame_add_u64(&f, CORRAL__T_SIGNAL, (uint64_t) sig);
-  agent_simple(ref, &f, NULL);
+  agent_call(ref, &f, NULL);
 }
 
 static int write_request(const struct sbx_ref *ref, pid_t pid, const char *line, corral_error_t *err)
 {
   struct corral__frame f;
-  corral__frame_init(&f, CORRAL__REQ_STDIN);
-  corral__frame_add_u64(&f, CORRAL__T_PID, (uint64_t) pid);
-  corral__frame_add(&f, CORRAL__T_DATA, line, strlen(line));
-  corral__frame_add_u64(&f, CORRAL__T_EOF, 0);
-  return agent_simple(ref, &f, err);
+  agent_stdin_frame(&f, pid, line, strlen(line), false);
+  return agent_call(ref, &f, err);
 }
 
 /* An attached stream of the runner's events. */
@@ -250,12 +229,7 @@ static int events_next(struct events *e, uint64_t deadline_ms, json_t **ev)
 static int ctx_start(struct daemon *d, const struct sbx_ref *ref, struct ctx *c, bool preload, corral_error_t *err)
 {
   struct corral__frame f;
-  struct corral__msg m;
-  uint8_t *buf = NULL;
-  size_t cap = 0;
-  uint64_t pid = 0;
-  const char *k;
-  json_t *v;
+  pid_t pid = 0;
   const char *argv[4];
   runner_argv(c->language, argv);
   corral__frame_init(&f, CORRAL__REQ_EXEC);
@@ -272,29 +246,16 @@ static int ctx_start(struct daemon *d, const struct sbx_ref *ref, struct ctx *c,
       if (asprintf(&kv, "CORRAL_PRELOAD=%s", d->opt.context_preload) >= 0)
         corral__frame_add_str(&f, CORRAL__T_ENV, kv), free(kv);
     }
-  for (int pass = 0; pass < 2; pass++)
-    json_object_foreach(pass ? c->env : ref->env, k, v)
-      {
-        char *kv;
-        if (asprintf(&kv, "%s=%s", k, json_string_value(v)) >= 0)
-          corral__frame_add_str(&f, CORRAL__T_ENV, kv), free(kv);
-      }
+  agent_frame_env(&f, ref->env);
+  agent_frame_env(&f, c->env);
   corral__frame_add_str(&f, CORRAL__T_CWD, c->cwd);
   corral__frame_add_u64(&f, CORRAL__T_BACKGROUND, 1);
   /* The runner's output is its protocol: never cut it. */
   corral__frame_add_u64(&f, CORRAL__T_MAX_OUTPUT, UINT64_MAX / 2);
-  int fd = agent_request(ref, &f, err);
+  int fd = agent_start(ref, &f, &pid, err);
   if (fd < 0)
     return -1;
-  int got = corral__frame_recv(fd, &buf, &cap, &m, 30000);
-  if (got == 1 && m.type == CORRAL__R_ERROR)
-    agent_error(&m, err);
-  else if (got != 1 || m.type != CORRAL__R_STARTED || !corral__msg_u64(&m, CORRAL__T_PID, &pid))
-    corral_error_set(err, EIO, "the sandbox agent did not start the runner");
-  free(buf);
   close(fd);
-  if (!pid)
-    return -1;
   struct events e;
   json_t *ev = NULL;
   if (events_attach(ref, (pid_t) pid, &e, err) < 0)

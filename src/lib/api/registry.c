@@ -83,6 +83,13 @@ static void watch(struct daemon *d, struct sbx *s)
 
 /* ---- lookups for request handlers ---- */
 
+static void fill_ref_locked(const struct sbx *s, struct sbx_ref *out)
+{
+  snprintf(out->id, sizeof(out->id), "%s", s->id);
+  snprintf(out->sock_path, sizeof(out->sock_path), "%s", s->box.sock_path);
+  out->env = json_incref(s->env);
+}
+
 int registry_get(struct daemon *d, const char *id, const char *tenant, bool admin, struct sbx_ref *out)
 {
   int r = 0;
@@ -91,9 +98,7 @@ int registry_get(struct daemon *d, const char *id, const char *tenant, bool admi
   struct sbx *s = find_locked(d, id);
   if (s && !s->starting && !s->pooled && !s->end_reason && (admin || strcmp(s->tenant, tenant) == 0))
     {
-      snprintf(out->id, sizeof(out->id), "%s", s->id);
-      snprintf(out->sock_path, sizeof(out->sock_path), "%s", s->box.sock_path);
-      out->env = json_incref(s->env);
+      fill_ref_locked(s, out);
       r = 1;
     }
   pthread_mutex_unlock(&d->lock);
@@ -108,9 +113,7 @@ int registry_ref(struct daemon *d, const char *id, struct sbx_ref *out)
   struct sbx *s = find_locked(d, id);
   if (s && !s->starting && !s->end_reason && !s->finalizing)
     {
-      snprintf(out->id, sizeof(out->id), "%s", s->id);
-      snprintf(out->sock_path, sizeof(out->sock_path), "%s", s->box.sock_path);
-      out->env = json_incref(s->env);
+      fill_ref_locked(s, out);
       r = 1;
     }
   pthread_mutex_unlock(&d->lock);
