@@ -82,6 +82,9 @@ int corral_ndjson_finish(corral_ndjson_t *nd);
 
 /* "K=V" into obj[K] = V; prints why and returns -1 when malformed. */
 int corral_kv_set(json_t *obj, const char *kv, const char *what);
+/* All of stdin as a JSON string, or NULL after printing `corral: <not_text>`
+ * (not UTF-8) or a read error. */
+json_t *corral_read_stdin_text(const char *not_text);
 /* Print JSON (indented) on stdout. */
 void corral_print_json(const json_t *j);
 /* The scalar obj[key] as text in buf ("-" when missing or null). */

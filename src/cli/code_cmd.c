@@ -119,44 +119,6 @@ static int set_option(json_t *body, int opt, const char *arg, bool *json_out)
     }
 }
 
-/* All of stdin as a JSON string, or NULL (message printed). */
-static json_t *read_stdin(void)
-{
-  char *buf = NULL;
-  size_t len = 0, cap = 0;
-  json_t *s;
-  for (;;)
-    {
-      if (len + 65536 > cap)
-        {
-          char *bigger = realloc(buf, cap = (len + 65536) * 2);
-          if (bigger == NULL)
-            {
-              fputs("corral: out of memory reading stdin\n", stderr);
-              free(buf);
-              return NULL;
-            }
-          buf = bigger;
-        }
-      ssize_t n = read(STDIN_FILENO, buf + len, cap - len);
-      if (n == 0 || (n < 0 && errno == EBADF))
-        break;
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0)
-        {
-          fprintf(stderr, "corral: cannot read stdin: %s\n", strerror(errno));
-          free(buf);
-          return NULL;
-        }
-      len += (size_t) n;
-    }
-  if ((s = json_stringn(buf, len)) == NULL)
-    fputs("corral: the code on stdin is not UTF-8 text\n", stderr);
-  free(buf);
-  return s;
-}
-
 /* argv: [OPTIONS] SANDBOX [CODE | -]; options may come anywhere before `--`. */
 static int parse_code(int argc, char **argv, json_t *body, const char **sandbox, bool *json_out)
 {
@@ -186,7 +148,7 @@ static int parse_code(int argc, char **argv, json_t *body, const char **sandbox,
       if ((code = json_string(argv[optind])) == NULL)
         return corral_usage_error(code_usage_line, "code: the code is not valid UTF-8");
     }
-  else if ((code = read_stdin()) == NULL)
+  else if ((code = corral_read_stdin_text("the code on stdin is not UTF-8 text")) == NULL)
     return CORRAL_EXIT_FAIL;
   if (json_string_length(code) == 0)
     {

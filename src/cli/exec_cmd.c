@@ -115,44 +115,6 @@ static int set_option(json_t *body, int opt, const char *arg, bool *no_stdin)
     }
 }
 
-/* All of stdin as a JSON string, or NULL (message printed). */
-static json_t *read_stdin(void)
-{
-  char *buf = NULL;
-  size_t len = 0, cap = 0;
-  json_t *s;
-  for (;;)
-    {
-      if (len + 65536 > cap)
-        {
-          char *bigger = realloc(buf, cap = (len + 65536) * 2);
-          if (bigger == NULL)
-            {
-              fputs("corral: out of memory reading stdin\n", stderr);
-              free(buf);
-              return NULL;
-            }
-          buf = bigger;
-        }
-      ssize_t n = read(STDIN_FILENO, buf + len, cap - len);
-      if (n == 0 || (n < 0 && errno == EBADF))
-        break;
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0)
-        {
-          fprintf(stderr, "corral: cannot read stdin: %s\n", strerror(errno));
-          free(buf);
-          return NULL;
-        }
-      len += (size_t) n;
-    }
-  if ((s = json_stringn(buf, len)) == NULL)
-    fputs("corral: stdin is not UTF-8 text (send binary data with `corral files put`)\n", stderr);
-  free(buf);
-  return s;
-}
-
 /* argv after the options: SANDBOX [--] CMD [ARG...] (getopt already took a
  * `--` placed before SANDBOX).  Options stop at SANDBOX. */
 static int parse_exec(int argc, char **argv, json_t *body, const char **sandbox, bool *no_stdin)
@@ -310,7 +272,7 @@ int corral_cli_exec(int argc, char **argv)
   int rc = parse_exec(argc, argv, body, &sandbox, &no_stdin);
   if (rc == 0 && !no_stdin && !isatty(STDIN_FILENO))
     {
-      json_t *in = read_stdin();
+      json_t *in = corral_read_stdin_text("stdin is not UTF-8 text (send binary data with `corral files put`)");
       if (in == NULL)
         rc = CORRAL_EXIT_EXEC_FAIL;
       else if (json_string_length(in) > 0)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "curl_dl.h"
 #include "cli.h"
 
@@ -484,4 +485,41 @@ int corral_parse_uint(const char *s, unsigned long long max, unsigned long long 
     return -1;
   *out = v;
   return 0;
+}
+
+json_t *corral_read_stdin_text(const char *not_text)
+{
+  char *buf = NULL;
+  size_t len = 0, cap = 0;
+  json_t *s;
+  for (;;)
+    {
+      if (len + 65536 > cap)
+        {
+          char *bigger = realloc(buf, cap = (len + 65536) * 2);
+          if (bigger == NULL)
+            {
+              fputs("corral: out of memory reading stdin\n", stderr);
+              free(buf);
+              return NULL;
+            }
+          buf = bigger;
+        }
+      ssize_t n = read(STDIN_FILENO, buf + len, cap - len);
+      if (n == 0 || (n < 0 && errno == EBADF))
+        break;
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        {
+          fprintf(stderr, "corral: cannot read stdin: %s\n", strerror(errno));
+          free(buf);
+          return NULL;
+        }
+      len += (size_t) n;
+    }
+  if ((s = json_stringn(buf, len)) == NULL)
+    fprintf(stderr, "corral: %s\n", not_text);
+  free(buf);
+  return s;
 }
