@@ -9,13 +9,10 @@ context preloading numpy, pandas and matplotlib).  Standard library only.
 Exit status 0 whether or not targets are met; 1 if a request fails.
 """
 import argparse
-import datetime
 import json
 import os
-import platform
 import secrets
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -143,22 +140,10 @@ def main():
                      "corral >= 5x faster"))
     rows.append((f"PSS of a live Python context with pandas imported ({len(mine)} contexts)", f"{per_ctx:.1f} MiB",
                  "<= 8 MiB"))
-    table = ["| measure | result | target |", "|---|---|---|"] + [f"| {a} | {b} | {t} |" for a, b, t in rows]
-    head = (f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}, {platform.node()}, kernel "
-            f"{platform.release()}, {os.cpu_count()} CPUs; {len(first)} creates, {len(live)} live executes; "
-            f"corrald --pool 4 --preload {PRELOAD}.")
-    text = head + "\n\n" + "\n".join(table) + "\n"
+    text = db.report(rows, f"{len(first)} creates, {len(live)} live executes; corrald --pool 4 --preload {PRELOAD}.")
     print(text)
     if args.write_readme:
-        path = os.path.join(HERE, "README.md")
-        doc = open(path).read()
-        if START in doc:
-            pre, rest = doc.split(START, 1)
-            doc = pre + START + "\n" + text + END + rest.split(END, 1)[1]
-        else:
-            doc += f"\n## Code interpreter\n\n`make bench` also runs `bench/code_bench.py`.\n\n{START}\n{text}{END}\n"
-        with open(path, "w") as f:
-            f.write(doc)
+        db.write_readme(START, END, "Code interpreter", "code_bench.py", text)
     return 0
 
 

@@ -236,6 +236,28 @@ def idle_memory(port, key, daemon_pid, n):
     return per, agent_kib / max(1, len(mine)) / 1024, (statistics.mean(charged) / 1024 if charged else None)
 
 
+def report(rows, what):
+    """The markdown table of (measure, result, target) rows, with the machine."""
+    table = ["| measure | result | target |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    head = (f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}, {platform.node()}, kernel "
+            f"{platform.release()}, {os.cpu_count()} CPUs; {what}")
+    return head + "\n\n" + "\n".join(table) + "\n"
+
+
+def write_readme(start, end, title, script, text):
+    """Replace the section between the markers of bench/README.md (or add it)."""
+    path = os.path.join(HERE, "README.md")
+    with open(path) as f:
+        doc = f.read()
+    if start in doc:
+        pre, rest = doc.split(start, 1)
+        doc = pre + start + "\n" + text + end + rest.split(end, 1)[1]
+    else:
+        doc += f"\n## {title}\n\n`make bench` also runs `bench/{script}`.\n\n{start}\n{text}{end}\n"
+    with open(path, "w") as f:
+        f.write(doc)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corrald", default=os.path.join(HERE, "..", "build", "bin", "corrald"))
@@ -283,22 +305,11 @@ def main():
         ("  of which the agent process (USS)", f"{agent_mib:.2f} MiB", ""),
         ("  kernel memory charged to its cgroup", f"{charged_mib:.2f} MiB" if charged_mib else "n/a", ""),
     ]
-    table = ["| measure | result | target |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    head = (f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}, {platform.node()}, kernel "
-            f"{platform.release()}, {os.cpu_count()} CPUs; {len(seq)} sequential samples, "
-            f"{len(conc)} concurrent samples, {total} cycles; corrald --pool {args.pool}.")
-    text = head + "\n\n" + "\n".join(table) + "\n"
+    text = report(rows, f"{len(seq)} sequential samples, {len(conc)} concurrent samples, {total} cycles; "
+                        f"corrald --pool {args.pool}.")
     print(text)
     if args.write_readme:
-        path = os.path.join(HERE, "README.md")
-        doc = open(path).read()
-        if START in doc:
-            pre, rest = doc.split(START, 1)
-            doc = pre + START + "\n" + text + END + rest.split(END, 1)[1]
-        else:
-            doc += f"\n## corrald\n\n`make bench` also runs `bench/daemon_bench.py`.\n\n{START}\n{text}{END}\n"
-        with open(path, "w") as f:
-            f.write(doc)
+        write_readme(START, END, "corrald", "daemon_bench.py", text)
     return 0
 
 
