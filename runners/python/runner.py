@@ -29,7 +29,22 @@ _lock = threading.Lock()
 _state = {"count": 0, "budget": 0, "dropped": 0}
 
 
+_pending = {"stdout": "", "stderr": ""}
+_pending_lock = threading.RLock()
+
+
+def flush_text(kind=None):
+    """Send what a stream holds back (a line not ended yet)."""
+    with _pending_lock:
+        for k in (kind,) if kind else ("stdout", "stderr"):
+            text, _pending[k] = _pending[k], ""
+            emit_text(k, text)
+
+
 def emit(event):
+    # Output written before this event is sent before it.
+    if event.get("type") not in ("stdout", "stderr"):
+        flush_text()
     data = (json.dumps(event, default=str) + "\n").encode()
     with _lock:
         view = memoryview(data)
@@ -54,7 +69,10 @@ def emit_text(kind, text):
 
 
 class Stream:
-    """sys.stdout / sys.stderr of user code: each write is an event."""
+    """sys.stdout / sys.stderr of user code.  Output goes out a line at a
+    time, as Jupyter users see it (print's text and its newline are one
+    event), and at once when the code flushes, another event follows or the
+    execute ends."""
 
     def __init__(self, kind):
         self.kind = kind
@@ -64,7 +82,16 @@ class Stream:
     def write(self, s):
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
-        emit_text(self.kind, s)
+        other = "stderr" if self.kind == "stdout" else "stdout"
+        with _pending_lock:
+            if _pending[other]:
+                flush_text(other)
+            buf = _pending[self.kind] + s
+            cut = buf.rfind("\n") + 1
+            if len(buf) > 65536:
+                cut = len(buf)
+            _pending[self.kind] = buf[cut:]
+            emit_text(self.kind, buf[:cut])
         return len(s)
 
     def writelines(self, lines):
@@ -72,7 +99,7 @@ class Stream:
             self.write(line)
 
     def flush(self):
-        pass
+        flush_text(self.kind)
 
     def isatty(self):
         return False
@@ -276,6 +303,7 @@ def main():
                 os.environ[k] = v
         for p in pumps:
             p.sync()
+        flush_text()
         if _state["dropped"]:
             emit({"type": "stderr", "text": f"\n[corral: output truncated, {_state['dropped']} characters dropped]\n"})
         emit({"type": "end", "duration_ms": int((time.monotonic() - t0) * 1000)})

@@ -110,7 +110,7 @@ def test_json_prints_every_event(env, sandbox):
     events = [json.loads(line) for line in p.stdout.splitlines()]
     assert events[0]["type"] == "execution_count" and isinstance(events[0]["count"], int)
     assert events[-1]["type"] == "end" and "duration_ms" in events[-1]
-    assert {"type": "stdout", "text": "1"} in events
+    assert {"type": "stdout", "text": "1\n"} in events  # a line per event, as Jupyter
     assert {"type": "result", "is_main_result": True, "text": "2"} in events
     assert p.stderr == ""
     p = cli(env, "code", "--json", sandbox, "raise KeyError('nope')", check=1)

@@ -103,7 +103,7 @@ def test_ndjson_events(d, sid):
     events = d.stream("POST", f"/v1/sandboxes/{sid}/execute", body={"code": "print(1)\n2"})
     kinds = [e["type"] for e in events]
     assert kinds[0] == "execution_count" and kinds[-1] == "end"
-    assert {"type": "stdout", "text": "1"} in events
+    assert {"type": "stdout", "text": "1\n"} in events  # a line per event, as Jupyter
     assert any(e["type"] == "result" and e["text"] == "2" for e in events)
 
 
@@ -216,3 +216,12 @@ def test_execute_env_is_per_execute_and_context_input_is_checked(d, sid):
         "invalid_argument")
     assert d.request("POST", base + "/execute", body={"code": "1", "context_id": "default",
                                                       "language": "python"}).status == 200
+
+
+def test_output_is_sent_a_line_at_a_time(d, sid):
+    """Partial lines wait for their newline, a flush, another event or the end."""
+    code = ("import sys\nprint('a', end='')\nprint('b')\nsys.stdout.write('c')\nsys.stdout.flush()\n"
+            "sys.stdout.write('d')\nprint('e', file=sys.stderr)\nsys.stdout.write('tail')")
+    events = d.stream("POST", f"/v1/sandboxes/{sid}/execute", body={"code": code})
+    texts = [(e["type"], e["text"]) for e in events if e["type"] in ("stdout", "stderr")]
+    assert texts == [("stdout", "ab\n"), ("stdout", "c"), ("stdout", "d"), ("stderr", "e\n"), ("stdout", "tail")]

@@ -127,15 +127,16 @@ def test_callbacks_are_called_live_and_in_order(sbx):
                       on_result=lambda r: events.append(("result", r, time.monotonic())),
                       on_error=lambda e: events.append(("error", e, time.monotonic())))
     seen = [(kind, str(x) if kind != "result" else x.text) for kind, x, _ in events]
-    assert seen == [("out", "first"), ("out", "\n"), ("err", "oops"), ("err", "\n"), ("result", "'shown'"),
-                    ("out", "second"), ("out", "\n"), ("result", "'the end'")]
+    # Output comes a line at a time (print's text and newline together).
+    assert seen == [("out", "first\n"), ("err", "oops\n"), ("result", "'shown'"), ("out", "second\n"),
+                    ("result", "'the end'")]
     # 'first' came while the code was still sleeping, not at the end.
-    assert events[2][2] - events[0][2] >= 1.0
+    assert events[1][2] - events[0][2] >= 1.0
     first = events[0][1]
-    assert isinstance(first, OutputMessage) and first.line == "first" and first.error is False
-    assert events[2][1].error is True and isinstance(first.timestamp, int)
+    assert isinstance(first, OutputMessage) and first.line == "first\n" and first.error is False
+    assert events[1][1].error is True and isinstance(first.timestamp, int)
     # The execution still holds it all.
-    assert ex.logs.stdout == ["first", "\n", "second", "\n"] and ex.logs.stderr == ["oops", "\n"]
+    assert ex.logs.stdout == ["first\n", "second\n"] and ex.logs.stderr == ["oops\n"]
     assert [r.text for r in ex.results] == ["'shown'", "'the end'"] and ex.text == "'the end'"
     assert ex.error is None and ex.execution_count >= 1
 
@@ -145,7 +146,7 @@ def test_on_error_callback(sbx):
     ex = sbx.run_code("print('before')\n1 / 0", on_error=errors.append, on_result=results.append)
     assert len(errors) == 1 and errors[0] is ex.error
     assert ex.error.name == "ZeroDivisionError" and ex.error.value == "division by zero"
-    assert results == [] and ex.logs.stdout == ["before", "\n"]
+    assert results == [] and ex.logs.stdout == ["before\n"]
 
 
 def test_a_failing_callback_stops_the_run_and_the_context_recovers(sbx, ctx):
@@ -178,7 +179,7 @@ def test_timeout_interrupts_and_state_survives(sbx, ctx):
     t0 = time.monotonic()
     ex = sbx.run_code("print('tick')\nimport time\ntime.sleep(20)", context=ctx, timeout=0.5, on_stdout=out.append)
     assert time.monotonic() - t0 < 10
-    assert out[0] == "tick" and ex.error.name == "KeyboardInterrupt"
+    assert out[0] == "tick\n" and ex.error.name == "KeyboardInterrupt"
     assert sbx.run_code("survivor", context=ctx).text == "'still here'"
 
 

@@ -56,18 +56,29 @@ struct daemon
   atomic_bool stopping;
   struct metrics *metrics;
   struct ctx *ctxs;         /* code contexts of every sandbox (guarded by lock) */
+  unsigned char token_secret[32]; /* signs per-sandbox access tokens (E2B's envd tokens) */
+  struct e2b_state *e2b;    /* the E2B front end's own state (src/lib/e2b/) */
 };
 
 /* ---- a request (http.c) ---- */
 struct req;
 typedef int (*route_fn)(struct req *r);
 
+/* Who the request speaks to: error bodies and statuses follow its wire. */
+enum api_dialect
+{
+  API_CORRAL = 0, /* {"error":{"code","message"}} */
+  API_E2B,        /* E2B's REST APIs: {"code":404,"message"} */
+  API_CONNECT,    /* Connect RPC (envd): {"code":"not_found","message"} */
+};
+
 struct req
 {
   struct daemon *d;
+  enum api_dialect dialect;
   struct MHD_Connection *conn;
   const char *method, *url;
-  char *params[API_MAX_PARAMS]; /* the '*' segments of the route */
+  char *params[API_MAX_PARAMS]; /* the '*' segments of the route (ROUTE_SANDBOX: [0] is the sandbox) */
   route_fn handler;
   bool streaming_upload;        /* the handler consumes the body itself */
   char *tenant;                 /* authenticated tenant ("admin" for the admin key) */
@@ -76,7 +87,21 @@ struct req
   size_t body_len;
   bool too_large, responded;
   void *upload;                 /* state of a streamed upload (files.c) */
+  int (*upload_data)(struct req *r, const char *data, size_t len);
+  void (*upload_free)(struct req *r); /* set by upload_begin when it made r->upload */
   uint64_t t0_us;
+};
+
+/* A route: '*' in pattern matches one path segment. */
+enum { ROUTE_PUBLIC = 1, ROUTE_ADMIN = 2, ROUTE_UPLOAD = 4, ROUTE_E2B = 8, ROUTE_CONNECT = 16, ROUTE_SANDBOX = 32 };
+struct route
+{
+  const char *method, *pattern;
+  route_fn fn;
+  unsigned flags; /* ROUTE_SANDBOX: the sandbox comes from E2b-Sandbox-Id (src/lib/e2b/) */
+  /* ROUTE_UPLOAD: the body goes to these as it arrives (default: files.c's) */
+  route_fn upload_begin;
+  int (*upload_data)(struct req *r, const char *data, size_t len);
 };
 
 /* Respond (http.c).  Every handler ends in exactly one of these. */
@@ -85,6 +110,8 @@ int api_fail(struct req *r, unsigned status, const char *code, const char *fmt, 
     __attribute__((format(printf, 4, 5)));
 /* Map a library error (its errno) to a status and respond: the one table. */
 int api_fail_err(struct req *r, corral_error_t err, const char *context);
+unsigned api_status_of(int err_no, const char **code);
+const char *connect_code(unsigned status); /* Connect's name for a status */
 int api_queue(struct req *r, unsigned status, struct MHD_Response *resp);
 /* The body parsed as a JSON object, or NULL after responding 400. */
 json_t *api_body_object(struct req *r);
@@ -150,6 +177,13 @@ int route_sandbox_timeout(struct req *r);
 int sandbox_make(struct daemon *d, const char *id, const char *tenant, const char *state, const struct create_req *c,
                  int64_t created_ms, int64_t expires_ms, corral_error_t *err);
 void sandbox_new_id(char *buf, size_t size);
+/* The steps behind the routes, shared with the E2B front end.  Each
+ * returns 0, or -1 after responding with the failure. */
+int sandbox_create(struct req *r, const struct create_req *c, corral_sandbox_rec_t *rec);
+int sandbox_visible(struct req *r, const char *id, corral_sandbox_rec_t *rec); /* 404 unless visible */
+int sandbox_kill(struct req *r, const char *id);
+int sandbox_set_timeout(struct req *r, const char *id, uint64_t timeout_s, corral_sandbox_rec_t *rec);
+json_t *sandbox_json(const corral_sandbox_rec_t *rec);
 /* For routes that need a running sandbox: 1 with ref filled, or 0 after
  * responding 404 / 409. */
 int sandbox_running_or_fail(struct req *r, struct sbx_ref *ref);

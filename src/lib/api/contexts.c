@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "api.h"
+#include "../e2b/e2b.h"
 #include "../common/utils.h"
 
 #define READY_MS 30000
@@ -489,7 +490,8 @@ int route_context_list(struct req *r)
     json_array_insert_new(arr, 0, json_pack("{s:s, s:s, s:s}", "id", "default", "language", "python", "cwd",
                                             "/home/user"));
   json_decref(ref.env);
-  return api_json(r, 200, json_pack("{s:o}", "contexts", arr));
+  /* E2B's /contexts answers the bare list. */
+  return api_json(r, 200, r->dialect == API_E2B ? arr : json_pack("{s:o}", "contexts", arr));
 }
 
 int route_context_delete(struct req *r)
@@ -559,6 +561,7 @@ struct exec
   struct events e;
   uint64_t deadline_ms, timeout_ms;
   bool interrupted, done, end_pending, ndjson;
+  bool e2b;                  /* events in the E2B code interpreter's shape */
   int client_fd;
   char *line;                /* ndjson: the line being sent */
   size_t line_len, line_off;
@@ -640,6 +643,8 @@ static ssize_t exec_reader(void *cls, uint64_t pos, char *buf, size_t max)
       if (x->done)
         return MHD_CONTENT_READER_END_OF_STREAM;
       json_t *ev = exec_next(x);
+      if (ev && x->e2b && !(ev = e2b_code_event(ev)))
+        continue;
       free(x->line);
       x->line = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
       json_decref(ev);
@@ -823,7 +828,8 @@ int route_execute(struct req *r)
       return MHD_YES;
     }
   json_decref(body);
-  if (!api_wants_ndjson(r))
+  x->e2b = r->dialect == API_E2B; /* the code interpreter SDK reads a stream */
+  if (!api_wants_ndjson(r) && !x->e2b)
     return exec_collect(r, x);
   struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, exec_reader, x, exec_free);
   if (!resp)

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include "api.h"
+#include "../e2b/e2b.h"
 #include "../common/utils.h"
 
 void corral_daemon_options_init(corral_daemon_options_t *o)
@@ -152,9 +153,32 @@ static char *default_runners(void)
   return NULL;
 }
 
+/* The secret behind per-sandbox access tokens: made once, kept in the
+ * state dir so that tokens handed out stay valid across restarts. */
+static int load_token_secret(struct daemon *d, corral_error_t *err)
+{
+  char path[PATH_MAX], hex[80];
+  unsigned x;
+  snprintf(path, sizeof(path), "%s/token.secret", d->state_dir);
+  if (corral__read_file_at(AT_FDCWD, path, hex, sizeof(hex)) >= 64)
+    {
+      for (size_t i = 0; i < sizeof(d->token_secret) && sscanf(hex + 2 * i, "%2x", &x) == 1; i++)
+        d->token_secret[i] = (unsigned char) x;
+      return 0;
+    }
+  if (getrandom(d->token_secret, sizeof(d->token_secret), 0) != (ssize_t) sizeof(d->token_secret))
+    return corral_error_set(err, errno, "random token secret");
+  for (size_t i = 0; i < sizeof(d->token_secret); i++)
+    sprintf(hex + 2 * i, "%02x", d->token_secret[i]);
+  strcpy(hex + 64, "\n");
+  if (corral__create_file(path, hex, 65, 0600, err) < 0)
+    return corral_error_wrap(err, "write the token secret");
+  return 0;
+}
+
 static int open_state(struct daemon *d, corral_error_t *err)
 {
-  if (load_admin_key(d, err) < 0)
+  if (load_admin_key(d, err) < 0 || load_token_secret(d, err) < 0 || e2b_init(d, err) < 0)
     return -1;
   if (corral_store_open(d->state_dir, &d->store, err) < 0)
     return corral_error_wrap(err, "open the state database");
@@ -166,6 +190,7 @@ static int open_state(struct daemon *d, corral_error_t *err)
 static void release(struct daemon *d)
 {
   contexts_free_all(d);
+  e2b_free(d);
   corral__spawner_stop(&d->spawner);
   /* The run dir goes when no sandbox socket is left in it. */
   if (d->run_dir)

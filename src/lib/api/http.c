@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include "api.h"
+#include "../e2b/e2b.h"
 #include "../common/utils.h"
 
 /* ---- responses ---- */
@@ -51,6 +52,26 @@ int api_json(struct req *r, unsigned status, json_t *body)
   return api_queue(r, status, resp);
 }
 
+/* Connect's error codes for the statuses this API uses. */
+const char *connect_code(unsigned status)
+{
+  switch (status)
+    {
+    case 400: case 413: return "invalid_argument";
+    case 401: return "unauthenticated";
+    case 403: return "permission_denied";
+    case 404: return "not_found";
+    case 405: case 501: return "unimplemented";
+    case 409: return "already_exists";
+    case 412: return "failed_precondition";
+    case 429: case 507: return "resource_exhausted";
+    case 502: return "unavailable";
+    case 503: return "unavailable";
+    case 504: return "deadline_exceeded";
+    default: return "internal";
+    }
+}
+
 int api_fail(struct req *r, unsigned status, const char *code, const char *fmt, ...)
 {
   char msg[1024];
@@ -59,11 +80,21 @@ int api_fail(struct req *r, unsigned status, const char *code, const char *fmt, 
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
   metrics_request(r->d, r->method, status, code);
-  return api_queue(r, status, json_response(json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg)));
+  json_t *body;
+  if (r->dialect == API_CONNECT && connect_streaming(r))
+    return api_queue(r, 200, connect_end_response(json_pack("{s:s, s:s}", "code", connect_code(status), "message",
+                                                            msg)));
+  if (r->dialect == API_E2B)
+    body = json_pack("{s:i, s:s}", "code", (int) status, "message", msg);
+  else if (r->dialect == API_CONNECT)
+    body = json_pack("{s:s, s:s}", "code", connect_code(status), "message", msg);
+  else
+    body = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
+  return api_queue(r, status, json_response(body));
 }
 
-/* The errno of a library failure decides the status. */
-int api_fail_err(struct req *r, corral_error_t err, const char *context)
+/* The errno of a library failure decides the status: the one table. */
+unsigned api_status_of(int err_no, const char **code)
 {
   static const struct
   {
@@ -83,13 +114,22 @@ int api_fail_err(struct req *r, corral_error_t err, const char *context)
     { EFBIG, 413, "payload_too_large" },     { ETIMEDOUT, 504, "timeout" },
     { EAGAIN, 503, "unavailable" },
   };
-  int e = corral_error_status(err);
-  const char *sep = context ? ": " : "";
   for (size_t i = 0; i < sizeof(map) / sizeof(*map); i++)
-    if (map[i].err_no == e)
-      return api_fail(r, map[i].status, map[i].code, "%s%s%s", context ? context : "", sep,
-                      corral_error_message(err));
-  return api_fail(r, 500, "internal", "%s%s%s", context ? context : "", sep, corral_error_message(err));
+    if (map[i].err_no == err_no)
+      {
+        *code = map[i].code;
+        return map[i].status;
+      }
+  *code = "internal";
+  return 500;
+}
+
+int api_fail_err(struct req *r, corral_error_t err, const char *context)
+{
+  const char *code;
+  unsigned status = api_status_of(corral_error_status(err), &code);
+  const char *sep = context ? ": " : "";
+  return api_fail(r, status, code, "%s%s%s", context ? context : "", sep, corral_error_message(err));
 }
 
 json_t *api_body_object(struct req *r)
@@ -173,49 +213,44 @@ void api_audit(struct daemon *d, json_t *record)
 
 /* ---- routing ---- */
 
-enum { PUBLIC = 1, ADMIN = 2, UPLOAD = 4 };
-
-struct route
-{
-  const char *method, *pattern; /* '*' matches one segment */
-  route_fn fn;
-  int flags;
-};
+#define PUBLIC ROUTE_PUBLIC
+#define ADMIN ROUTE_ADMIN
+#define UPLOAD ROUTE_UPLOAD
 
 static const struct route routes[] = {
-  { "GET", "/health", route_health, PUBLIC },
-  { "GET", "/metrics", route_metrics, 0 },
-  { "POST", "/v1/sandboxes", route_sandbox_create, 0 },
-  { "GET", "/v1/sandboxes", route_sandbox_list, 0 },
-  { "GET", "/v1/sandboxes/*", route_sandbox_get, 0 },
-  { "DELETE", "/v1/sandboxes/*", route_sandbox_delete, 0 },
-  { "POST", "/v1/sandboxes/*/timeout", route_sandbox_timeout, 0 },
-  { "POST", "/v1/sandboxes/*/commands", route_command_start, 0 },
-  { "GET", "/v1/sandboxes/*/commands", route_command_list, 0 },
-  { "GET", "/v1/sandboxes/*/commands/*", route_command_attach, 0 },
-  { "POST", "/v1/sandboxes/*/commands/*/stdin", route_command_stdin, 0 },
-  { "POST", "/v1/sandboxes/*/commands/*/signal", route_command_signal, 0 },
-  { "GET", "/v1/sandboxes/*/files", route_file_get, 0 },
-  { "PUT", "/v1/sandboxes/*/files", route_file_put, UPLOAD },
-  { "POST", "/v1/sandboxes/*/files", route_file_put, UPLOAD },
-  { "GET", "/v1/sandboxes/*/files/list", route_file_list, 0 },
-  { "GET", "/v1/sandboxes/*/files/stat", route_file_stat, 0 },
-  { "POST", "/v1/sandboxes/*/files/mkdir", route_file_mkdir, 0 },
-  { "POST", "/v1/sandboxes/*/files/move", route_file_move, 0 },
-  { "POST", "/v1/sandboxes/*/files/remove", route_file_remove, 0 },
-  { "POST", "/v1/tenants", route_tenant_create, ADMIN },
-  { "GET", "/v1/tenants", route_tenant_list, ADMIN },
-  { "POST", "/v1/sandboxes/*/contexts", route_context_create, 0 },
-  { "GET", "/v1/sandboxes/*/contexts", route_context_list, 0 },
-  { "DELETE", "/v1/sandboxes/*/contexts/*", route_context_delete, 0 },
-  { "POST", "/v1/sandboxes/*/contexts/*/restart", route_context_restart, 0 },
-  { "POST", "/v1/sandboxes/*/execute", route_execute, 0 },
-  { "GET", "/v1/tenants/*", route_tenant_get, ADMIN },
-  { "DELETE", "/v1/tenants/*", route_tenant_delete, ADMIN },
-  { "POST", "/v1/tenants/*/keys", route_key_create, ADMIN },
-  { "GET", "/v1/tenants/*/keys", route_key_list, ADMIN },
-  { "DELETE", "/v1/tenants/*/keys/*", route_key_delete, ADMIN },
-  { "GET", "/v1/audit", route_audit, 0 },
+  { "GET", "/health", route_health, PUBLIC, NULL, NULL },
+  { "GET", "/metrics", route_metrics, 0, NULL, NULL },
+  { "POST", "/v1/sandboxes", route_sandbox_create, 0, NULL, NULL },
+  { "GET", "/v1/sandboxes", route_sandbox_list, 0, NULL, NULL },
+  { "GET", "/v1/sandboxes/*", route_sandbox_get, 0, NULL, NULL },
+  { "DELETE", "/v1/sandboxes/*", route_sandbox_delete, 0, NULL, NULL },
+  { "POST", "/v1/sandboxes/*/timeout", route_sandbox_timeout, 0, NULL, NULL },
+  { "POST", "/v1/sandboxes/*/commands", route_command_start, 0, NULL, NULL },
+  { "GET", "/v1/sandboxes/*/commands", route_command_list, 0, NULL, NULL },
+  { "GET", "/v1/sandboxes/*/commands/*", route_command_attach, 0, NULL, NULL },
+  { "POST", "/v1/sandboxes/*/commands/*/stdin", route_command_stdin, 0, NULL, NULL },
+  { "POST", "/v1/sandboxes/*/commands/*/signal", route_command_signal, 0, NULL, NULL },
+  { "GET", "/v1/sandboxes/*/files", route_file_get, 0, NULL, NULL },
+  { "PUT", "/v1/sandboxes/*/files", route_file_put, UPLOAD, NULL, NULL },
+  { "POST", "/v1/sandboxes/*/files", route_file_put, UPLOAD, NULL, NULL },
+  { "GET", "/v1/sandboxes/*/files/list", route_file_list, 0, NULL, NULL },
+  { "GET", "/v1/sandboxes/*/files/stat", route_file_stat, 0, NULL, NULL },
+  { "POST", "/v1/sandboxes/*/files/mkdir", route_file_mkdir, 0, NULL, NULL },
+  { "POST", "/v1/sandboxes/*/files/move", route_file_move, 0, NULL, NULL },
+  { "POST", "/v1/sandboxes/*/files/remove", route_file_remove, 0, NULL, NULL },
+  { "POST", "/v1/tenants", route_tenant_create, ADMIN, NULL, NULL },
+  { "GET", "/v1/tenants", route_tenant_list, ADMIN, NULL, NULL },
+  { "POST", "/v1/sandboxes/*/contexts", route_context_create, 0, NULL, NULL },
+  { "GET", "/v1/sandboxes/*/contexts", route_context_list, 0, NULL, NULL },
+  { "DELETE", "/v1/sandboxes/*/contexts/*", route_context_delete, 0, NULL, NULL },
+  { "POST", "/v1/sandboxes/*/contexts/*/restart", route_context_restart, 0, NULL, NULL },
+  { "POST", "/v1/sandboxes/*/execute", route_execute, 0, NULL, NULL },
+  { "GET", "/v1/tenants/*", route_tenant_get, ADMIN, NULL, NULL },
+  { "DELETE", "/v1/tenants/*", route_tenant_delete, ADMIN, NULL, NULL },
+  { "POST", "/v1/tenants/*/keys", route_key_create, ADMIN, NULL, NULL },
+  { "GET", "/v1/tenants/*/keys", route_key_list, ADMIN, NULL, NULL },
+  { "DELETE", "/v1/tenants/*/keys/*", route_key_delete, ADMIN, NULL, NULL },
+  { "GET", "/v1/audit", route_audit, 0, NULL, NULL },
 };
 
 /* Match url against pattern; captured segments go to params (malloc'd). */
@@ -243,20 +278,42 @@ static bool match(const char *pattern, const char *url, char *params[API_MAX_PAR
   return *pattern == '\0' && (*url == '\0' || (url[0] == '/' && url[1] == '\0'));
 }
 
-static const struct route *find_route(const char *method, const char *url, char *allow, size_t allow_size)
+static const struct route *find_in(const struct route *table, size_t n, const char *method, const char *url,
+                                   char *allow, size_t allow_size)
 {
-  allow[0] = '\0';
-  for (size_t i = 0; i < sizeof(routes) / sizeof(*routes); i++)
+  for (size_t i = 0; i < n; i++)
     {
-      if (!match(routes[i].pattern, url, NULL))
+      if (!match(table[i].pattern, url, NULL))
         continue;
-      if (strcmp(routes[i].method, method) == 0)
-        return &routes[i];
-      if (!strstr(allow, routes[i].method))
+      if (strcmp(table[i].method, method) == 0)
+        return &table[i];
+      if (!strstr(allow, table[i].method))
         snprintf(allow + strlen(allow), allow_size - strlen(allow), "%s%s", allow[0] ? ", " : "",
-                 routes[i].method);
+                 table[i].method);
     }
   return NULL;
+}
+
+/* A request that names a sandbox in E2b-Sandbox-Id is for the E2B
+ * in-sandbox APIs (envd, the code interpreter); anything else is corral's
+ * API or E2B's control plane, whose paths do not overlap. */
+static const struct route *find_route(struct req *r, char *allow, size_t allow_size)
+{
+  const struct route *rt;
+  size_t n;
+  allow[0] = '\0';
+  if (api_header(r, "E2b-Sandbox-Id"))
+    {
+      const struct route *t = e2b_sandbox_routes(&n);
+      return find_in(t, n, r->method, r->url, allow, allow_size);
+    }
+  rt = find_in(routes, sizeof(routes) / sizeof(*routes), r->method, r->url, allow, allow_size);
+  if (!rt && !allow[0])
+    {
+      const struct route *t = e2b_control_routes(&n);
+      rt = find_in(t, n, r->method, r->url, allow, allow_size);
+    }
+  return rt;
 }
 
 /* ---- authentication ---- */
@@ -276,6 +333,12 @@ static int authenticate(struct req *r, const struct route *rt)
   const char *key = presented_key(r);
   if ((rt->flags & PUBLIC) || (rt->fn == route_metrics && r->d->opt.metrics_public))
     return 1;
+  if (rt->flags & ROUTE_SANDBOX)
+    {
+      int ok = e2b_authenticate(r);
+      if (ok != 0)
+        return ok > 0;
+    }
   if (!key || !*key)
     return api_fail(r, 401, "unauthorized", "an API key is required (Authorization: Bearer KEY or X-API-Key)"), 0;
   size_t n = strlen(key);
@@ -319,17 +382,24 @@ static enum MHD_Result first_call(struct daemon *d, struct MHD_Connection *conn,
   *con_cls = r;
   if (atomic_load(&d->stopping))
     return (enum MHD_Result) api_fail(r, 503, "unavailable", "corrald is shutting down");
-  const struct route *rt = find_route(method, url, allow, sizeof(allow));
+  if (api_header(r, "E2b-Sandbox-Id"))
+    r->dialect = API_CONNECT; /* until the route says otherwise */
+  const struct route *rt = find_route(r, allow, sizeof(allow));
+  if (rt)
+    r->dialect = (rt->flags & ROUTE_CONNECT) ? API_CONNECT : (rt->flags & ROUTE_E2B) ? API_E2B : API_CORRAL;
   if (!rt && allow[0])
     return (enum MHD_Result) api_fail(r, 405, "method_not_allowed", "%s is not allowed on %s (allowed: %s)",
                                       method, url, allow);
   if (!rt)
     return (enum MHD_Result) api_fail(r, 404, "not_found", "no route %s %s", method, url);
   match(rt->pattern, url, r->params);
+  if ((rt->flags & ROUTE_SANDBOX) && e2b_sandbox_param(r) < 0)
+    return MHD_YES;
   r->handler = rt->fn;
   r->streaming_upload = (rt->flags & UPLOAD) != 0;
+  r->upload_data = rt->upload_data ? rt->upload_data : route_file_put_data;
   if (authenticate(r, rt) && r->streaming_upload)
-    route_file_put_begin(r);
+    (rt->upload_begin ? rt->upload_begin : route_file_put_begin)(r);
   return MHD_YES;
 }
 
@@ -368,7 +438,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   if (*upload_data_size)
     {
       if (r->streaming_upload && !r->responded)
-        route_file_put_data(r, upload_data, *upload_data_size);
+        r->upload_data(r, upload_data, *upload_data_size);
       else
         take_body(r, upload_data, *upload_data_size);
       *upload_data_size = 0;
@@ -392,7 +462,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   if (!r)
     return;
   if (r->upload)
-    file_upload_free(r);
+    (r->upload_free ? r->upload_free : file_upload_free)(r);
   for (int i = 0; i < API_MAX_PARAMS; i++)
     free(r->params[i]);
   free(r->tenant);

@@ -29,7 +29,7 @@ static json_t *loads_or(const char *s, json_t *dflt)
   return v;
 }
 
-static json_t *sandbox_json(const corral_sandbox_rec_t *rec)
+json_t *sandbox_json(const corral_sandbox_rec_t *rec)
 {
   char created[40], expires[40], ended[40];
   api_time(rec->created_ms, created, sizeof(created));
@@ -45,7 +45,7 @@ static json_t *sandbox_json(const corral_sandbox_rec_t *rec)
 
 /* The record of a sandbox this request may see, or respond 404: another
  * tenant's sandbox looks exactly like one that does not exist. */
-static int visible_record(struct req *r, const char *id, corral_sandbox_rec_t *rec)
+int sandbox_visible(struct req *r, const char *id, corral_sandbox_rec_t *rec)
 {
   corral_error_t err = NULL;
   memset(rec, 0, sizeof(*rec));
@@ -72,7 +72,7 @@ int sandbox_running_or_fail(struct req *r, struct sbx_ref *ref)
   corral_sandbox_rec_t rec;
   if (registry_get(r->d, r->params[0], r->tenant, r->admin, ref) == 1)
     return 1;
-  if (visible_record(r, r->params[0], &rec) < 0)
+  if (sandbox_visible(r, r->params[0], &rec) < 0)
     return 0;
   api_fail(r, 409, "sandbox_not_running", "sandbox `%s` is not running (%s)", rec.id,
            rec.end_reason ? rec.end_reason : "ending");
@@ -163,12 +163,6 @@ static int decode_create_body(struct req *r, struct create_req *c)
   json_decref(body);
   if (bad < 0)
     return api_fail(r, 400, "invalid_argument", "%s", why), -1;
-  if (strcmp(c->template_name, "base") != 0)
-    {
-      api_fail(r, 404, "template_not_found", "unknown template `%s` (available: base)", c->template_name);
-      create_req_release(c);
-      return -1;
-    }
   return 0;
 }
 
@@ -203,44 +197,51 @@ static int create_from_pool(struct req *r, const struct create_req *c, int64_t n
   return 1;
 }
 
-int route_sandbox_create(struct req *r)
+int sandbox_create(struct req *r, const struct create_req *c, corral_sandbox_rec_t *rec)
 {
   char id[32];
-  struct create_req c;
   corral_error_t err = NULL;
-  corral_sandbox_rec_t rec;
-  if (decode_create_body(r, &c) < 0)
-    return MHD_YES;
+  if (strcmp(c->template_name, "base") != 0)
+    return api_fail(r, 404, "template_not_found", "unknown template `%s` (available: base)", c->template_name), -1;
   int64_t now = api_now_ms();
-  int pooled = pool_fits(&c) ? create_from_pool(r, &c, now, id) : 0;
+  int pooled = pool_fits(c) ? create_from_pool(r, c, now, id) : 0;
+  if (pooled < 0)
+    return -1;
   if (pooled == 0)
     {
       sandbox_new_id(id, sizeof(id));
-      if (registry_reserve(r->d, id, r->tenant, c.memory_mb, &err) < 0
-          || sandbox_make(r->d, id, r->tenant, "running", &c, now, now + (int64_t) c.timeout_s * 1000, &err) < 0)
+      if (registry_reserve(r->d, id, r->tenant, c->memory_mb, &err) < 0
+          || sandbox_make(r->d, id, r->tenant, "running", c, now, now + (int64_t) c->timeout_s * 1000, &err) < 0)
         {
           registry_unreserve(r->d, id);
           api_fail_err(r, err, corral_error_status(err) == EDQUOT ? NULL : "create sandbox");
           corral_error_release(&err);
-          pooled = -1;
+          return -1;
         }
     }
-  if (pooled >= 0)
+  metrics_create(r->d, corral__now_us() - r->t0_us);
+  corral_store_event_add(r->d->store, id, "created", NULL, NULL);
+  api_audit(r->d, json_pack("{s:s, s:s, s:s, s:s, s:b}", "action", "sandbox.create", "tenant", r->tenant, "sandbox",
+                            id, "template", c->template_name, "pooled", pooled));
+  if (corral_store_sandbox_get(r->d->store, id, rec, &err) < 0)
     {
-      metrics_create(r->d, corral__now_us() - r->t0_us);
-      corral_store_event_add(r->d->store, id, "created", NULL, NULL);
-      api_audit(r->d, json_pack("{s:s, s:s, s:s, s:s, s:b}", "action", "sandbox.create", "tenant", r->tenant,
-                                "sandbox", id, "template", c.template_name, "pooled", pooled));
-      if (corral_store_sandbox_get(r->d->store, id, &rec, &err) == 0)
-        {
-          api_json(r, 201, sandbox_json(&rec));
-          corral_sandbox_rec_release(&rec);
-        }
-      else
-        {
-          api_fail_err(r, err, "read back the sandbox");
-          corral_error_release(&err);
-        }
+      api_fail_err(r, err, "read back the sandbox");
+      corral_error_release(&err);
+      return -1;
+    }
+  return 0;
+}
+
+int route_sandbox_create(struct req *r)
+{
+  struct create_req c;
+  corral_sandbox_rec_t rec;
+  if (decode_create_body(r, &c) < 0)
+    return MHD_YES;
+  if (sandbox_create(r, &c, &rec) == 0)
+    {
+      api_json(r, 201, sandbox_json(&rec));
+      corral_sandbox_rec_release(&rec);
     }
   create_req_release(&c);
   return MHD_YES;
@@ -297,22 +298,51 @@ int route_sandbox_list(struct req *r)
 int route_sandbox_get(struct req *r)
 {
   corral_sandbox_rec_t rec;
-  if (visible_record(r, r->params[0], &rec) < 0)
+  if (sandbox_visible(r, r->params[0], &rec) < 0)
     return MHD_YES;
   api_json(r, 200, sandbox_json(&rec));
   corral_sandbox_rec_release(&rec);
   return MHD_YES;
 }
 
-int route_sandbox_delete(struct req *r)
+int sandbox_kill(struct req *r, const char *id)
 {
   corral_sandbox_rec_t rec;
-  if (visible_record(r, r->params[0], &rec) < 0)
-    return MHD_YES;
+  if (sandbox_visible(r, id, &rec) < 0)
+    return -1;
   if (strcmp(rec.state, "running") == 0 && registry_end(r->d, rec.id, "killed") == 0)
     api_audit(r->d, json_pack("{s:s, s:s, s:s}", "action", "sandbox.kill", "tenant", r->tenant, "sandbox", rec.id));
   corral_sandbox_rec_release(&rec);
-  return api_json(r, 204, NULL);
+  return 0;
+}
+
+int route_sandbox_delete(struct req *r)
+{
+  if (sandbox_kill(r, r->params[0]) == 0)
+    api_json(r, 204, NULL);
+  return MHD_YES;
+}
+
+int sandbox_set_timeout(struct req *r, const char *id, uint64_t timeout_s, corral_sandbox_rec_t *rec)
+{
+  if (timeout_s < 1 || timeout_s > r->d->opt.max_timeout_s)
+    return api_fail(r, 400, "invalid_argument", "the timeout must be between 1 and %llu seconds",
+                    (unsigned long long) r->d->opt.max_timeout_s), -1;
+  if (sandbox_visible(r, id, rec) < 0)
+    return -1;
+  int64_t expires = api_now_ms() + (int64_t) timeout_s * 1000;
+  if (strcmp(rec->state, "running") != 0 || registry_set_expiry(r->d, rec->id, expires) < 0)
+    {
+      api_fail(r, 409, "sandbox_not_running", "sandbox `%s` is not running", rec->id);
+      corral_sandbox_rec_release(rec);
+      return -1;
+    }
+  corral_store_sandbox_set_expiry(r->d->store, rec->id, expires, NULL);
+  corral_store_event_add(r->d->store, rec->id, "timeout", NULL, NULL);
+  api_audit(r->d, json_pack("{s:s, s:s, s:s, s:I}", "action", "sandbox.timeout", "tenant", r->tenant, "sandbox",
+                            rec->id, "timeout_s", (json_int_t) timeout_s));
+  rec->expires_ms = expires;
+  return 0;
 }
 
 int route_sandbox_timeout(struct req *r)
@@ -327,21 +357,10 @@ int route_sandbox_timeout(struct req *r)
   if (t < 1 || (uint64_t) t > r->d->opt.max_timeout_s)
     return api_fail(r, 400, "invalid_argument", "`timeout_s` must be an integer between 1 and %llu",
                     (unsigned long long) r->d->opt.max_timeout_s);
-  if (visible_record(r, r->params[0], &rec) < 0)
-    return MHD_YES;
-  int64_t expires = api_now_ms() + (int64_t) t * 1000;
-  if (strcmp(rec.state, "running") != 0 || registry_set_expiry(r->d, rec.id, expires) < 0)
+  if (sandbox_set_timeout(r, r->params[0], (uint64_t) t, &rec) == 0)
     {
-      api_fail(r, 409, "sandbox_not_running", "sandbox `%s` is not running", rec.id);
+      api_json(r, 200, sandbox_json(&rec));
       corral_sandbox_rec_release(&rec);
-      return MHD_YES;
     }
-  corral_store_sandbox_set_expiry(r->d->store, rec.id, expires, NULL);
-  corral_store_event_add(r->d->store, rec.id, "timeout", NULL, NULL);
-  api_audit(r->d, json_pack("{s:s, s:s, s:s, s:I}", "action", "sandbox.timeout", "tenant", r->tenant, "sandbox",
-                            rec.id, "timeout_s", t));
-  rec.expires_ms = expires;
-  api_json(r, 200, sandbox_json(&rec));
-  corral_sandbox_rec_release(&rec);
   return MHD_YES;
 }
