@@ -91,6 +91,8 @@ struct upload
   z_stream z;
   const char *query_path;
   json_t *written;     /* EntryInfo of each file done */
+  uint64_t part_bytes; /* of the part being written */
+  char *part_name;
   corral_error_t err;  /* the first failure */
   size_t files;
 };
@@ -149,9 +151,17 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
 {
   (void) kind, (void) key, (void) content_type, (void) transfer_encoding;
   struct upload *u = cls;
-  /* One file per part; a single-file upload names it in the query. */
-  if (off == 0)
-    start_file(u, u->query_path && u->files == 0 ? u->query_path : filename);
+  /* One file per part; a single-file upload names it in the query.  A part
+   * may first come with no data, then its data, both at offset 0. */
+  bool same = u->part_name && filename && strcmp(u->part_name, filename) == 0;
+  if (off == 0 && (!u->open || u->part_bytes || !same))
+    {
+      free(u->part_name);
+      u->part_name = filename ? strdup(filename) : NULL;
+      u->part_bytes = 0;
+      start_file(u, u->query_path && u->files == 0 ? u->query_path : filename);
+    }
+  u->part_bytes += size;
   file_data(u, data, size);
   return u->err ? MHD_NO : MHD_YES;
 }
@@ -186,6 +196,7 @@ static void upload_free(struct req *r)
   if (u->gzip_started)
     inflateEnd(&u->z);
   json_decref(u->written);
+  free(u->part_name);
   json_decref(u->ref.env);
   corral_error_release(&u->err);
   free(u);

@@ -437,6 +437,18 @@ static json_t *process_info(struct daemon *d, const char *sandbox, const struct 
   return info;
 }
 
+/* Code contexts' interpreters are the code interpreter's business, not
+ * processes an E2B user started (E2B's own live outside envd too). */
+static bool is_runner(const struct corral__msg *m)
+{
+  char **argv = corral__msg_strv(m, CORRAL__T_ARGV, NULL);
+  bool runner = false;
+  for (char **a = argv; a && *a; a++)
+    runner |= strncmp(*a, "--corral-context=", 17) == 0;
+  corral__strv_free(argv);
+  return runner;
+}
+
 int e2b_process_list(struct req *r)
 {
   struct sbx_ref ref;
@@ -462,7 +474,7 @@ int e2b_process_list(struct req *r)
   while (corral__frame_recv(fd, &buf, &cap, &msg, 30000) == 1 && msg.type == CORRAL__R_ENTRY)
     {
       uint64_t running = 0;
-      if (corral__msg_u64(&msg, CORRAL__T_RUNNING, &running) && running)
+      if (corral__msg_u64(&msg, CORRAL__T_RUNNING, &running) && running && !is_runner(&msg))
         json_array_append_new(arr, process_info(r->d, ref.id, &msg));
     }
   free(buf);
