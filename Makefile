@@ -8,7 +8,7 @@ CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation
 CPPFLAGS += -Iinclude -D_FORTIFY_SOURCE=2
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -fstack-protector-strong -fPIE
-LIBS := -lseccomp -ljansson -lsqlite3 -lcrypto -lmicrohttpd -lz -lpthread
+LIBS := -lseccomp -ljansson -lsqlite3 -lcrypto -lmicrohttpd -lz -lhttp_parser -lpthread
 # The CLI loads libcurl itself when a remote command needs it (curl_dl.c), and
 # links only what it uses: `corral run` starts without a dozen libraries.
 CLI_LIBS := -Wl,--as-needed $(LIBS)
@@ -115,6 +115,7 @@ bench: all
 	/usr/bin/python3 bench/bench.py --corral $(BUILD)/bin/corral
 	/usr/bin/python3 bench/daemon_bench.py --corrald $(BUILD)/bin/corrald
 	/usr/bin/python3 bench/code_bench.py --corrald $(BUILD)/bin/corrald
+	CORRAL_BUILD=$(BUILD) node bench/e2b_bench.mjs
 
 clean:
 	rm -rf build

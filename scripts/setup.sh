@@ -14,7 +14,7 @@ fi
 PACKAGES=(
   # build
   build-essential pkg-config libc6-dev libseccomp-dev libjansson-dev
-  libmicrohttpd-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
+  libmicrohttpd-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev libhttp-parser-dev zlib1g-dev
   # the default template "base": the host's /usr with these
   python3-numpy python3-pandas python3-matplotlib nodejs
   # tests: TAP runner, pytest, fuzzers (clang + libFuzzer runtime), tools the tests call
@@ -31,6 +31,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The E2B SDK tests (tests/e2b) run the official npm SDKs: install them from
+# the committed lock file when they are missing or the lock file changed.
+if ! command -v npm >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends npm
+fi
+if [ ! -f tests/e2b/node_modules/.package-lock.json ] ||
+   [ tests/e2b/package-lock.json -nt tests/e2b/node_modules/.package-lock.json ]; then
+  (cd tests/e2b && npm ci --no-audit --no-fund)
 fi
 
 make -j"$(nproc)"

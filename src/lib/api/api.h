@@ -184,6 +184,7 @@ int sandbox_visible(struct req *r, const char *id, corral_sandbox_rec_t *rec); /
 int sandbox_kill(struct req *r, const char *id);
 int sandbox_set_timeout(struct req *r, const char *id, uint64_t timeout_s, corral_sandbox_rec_t *rec);
 json_t *sandbox_json(const corral_sandbox_rec_t *rec);
+bool template_is_base(const char *name);
 /* For routes that need a running sandbox: 1 with ref filled, or 0 after
  * responding 404 / 409. */
 int sandbox_running_or_fail(struct req *r, struct sbx_ref *ref);

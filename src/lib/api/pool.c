@@ -21,7 +21,7 @@ bool pool_fits(const struct create_req *c)
   json_t *empty = json_object();
   decode_create(empty, 86400, &dflt, why, sizeof(why));
   json_decref(empty);
-  bool fits = strcmp(c->template_name, dflt.template_name) == 0 && c->memory_mb == dflt.memory_mb
+  bool fits = template_is_base(c->template_name) && c->memory_mb == dflt.memory_mb
               && c->pids == dflt.pids && c->disk_mb == dflt.disk_mb && c->cpu_millis == dflt.cpu_millis;
   create_req_release(&dflt);
   return fits;

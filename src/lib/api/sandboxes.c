@@ -197,12 +197,24 @@ static int create_from_pool(struct req *r, const struct create_req *c, int64_t n
   return 1;
 }
 
+/* The names corral's one template answers to: E2B's SDKs ask for these by
+ * default, and a sandbox keeps the name it was asked for. */
+bool template_is_base(const char *name)
+{
+  static const char *const names[] = { "base", "code-interpreter-v1", "code-interpreter", "code-interpreter-beta" };
+  for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++)
+    if (strcmp(name, names[i]) == 0)
+      return true;
+  return false;
+}
+
 int sandbox_create(struct req *r, const struct create_req *c, corral_sandbox_rec_t *rec)
 {
   char id[32];
   corral_error_t err = NULL;
-  if (strcmp(c->template_name, "base") != 0)
-    return api_fail(r, 404, "template_not_found", "unknown template `%s` (available: base)", c->template_name), -1;
+  if (!template_is_base(c->template_name))
+    return api_fail(r, 404, "template_not_found",
+                    "unknown template `%s` (available: base, also named code-interpreter-v1)", c->template_name), -1;
   int64_t now = api_now_ms();
   int pooled = pool_fits(c) ? create_from_pool(r, c, now, id) : 0;
   if (pooled < 0)

@@ -7,9 +7,6 @@
 #include <unistd.h>
 #include "e2b.h"
 
-/* E2B's template names that corral's default template stands for. */
-static const char *const base_aliases[] = { "base", "code-interpreter-v1", "code-interpreter", "code-interpreter-beta" };
-
 static json_t *loads_object(const char *s)
 {
   json_error_t je;
@@ -78,15 +75,8 @@ static int decode_new_sandbox(struct req *r, json_t *body, struct create_req *c)
   char why[512];
   json_t *native = json_object(), *t = json_object_get(body, "templateID"), *timeout = json_object_get(body, "timeout");
   json_t *metadata, *env;
-  bool known = !t || json_is_null(t);
-  for (size_t i = 0; !known && i < sizeof(base_aliases) / sizeof(*base_aliases); i++)
-    known = json_is_string(t) && strcmp(json_string_value(t), base_aliases[i]) == 0;
-  if (!known)
-    {
-      json_decref(native);
-      return api_fail(r, 404, "template_not_found", "template `%s` not found (corral has: base, code-interpreter-v1)",
-                      json_is_string(t) ? json_string_value(t) : "?"), -1;
-    }
+  if (t && !json_is_null(t))
+    json_object_set(native, "template", t);
   if (refuse_unsupported(r, body) < 0 || string_map(r, body, "metadata", &metadata) < 0)
     return json_decref(native), -1;
   if (string_map(r, body, "envVars", &env) < 0)

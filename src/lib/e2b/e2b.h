@@ -22,6 +22,7 @@ struct e2b_proc
   pid_t pid;
   char *tag, *cwd;
   json_t *envs;
+  bool pty;     /* started on a terminal: its output is PTY data */
 };
 struct e2b_watcher;
 struct e2b_state

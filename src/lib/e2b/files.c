@@ -29,7 +29,7 @@ struct sink
   char *path;
 };
 
-static int sink_open(struct sink *s, const struct sbx_ref *ref, const char *path, corral_error_t *err)
+static int sink_open(struct sink *s, const struct sbx_ref *ref, const char *path, json_t *meta, corral_error_t *err)
 {
   struct corral__frame f;
   struct corral__msg m;
@@ -38,6 +38,14 @@ static int sink_open(struct sink *s, const struct sbx_ref *ref, const char *path
   corral__frame_init(&f, CORRAL__REQ_FWRITE);
   corral__frame_add_str(&f, CORRAL__T_PATH, path);
   corral__frame_add_u64(&f, CORRAL__T_MODE, 0644);
+  const char *k;
+  json_t *v;
+  json_object_foreach(meta, k, v)
+    {
+      char kv[1024];
+      snprintf(kv, sizeof(kv), "%s=%s", k, json_string_value(v));
+      corral__frame_add_str(&f, CORRAL__T_META, kv);
+    }
   s->fd = agent_request(ref, &f, err);
   if (s->fd < 0)
     return -1;
@@ -91,19 +99,23 @@ struct upload
   z_stream z;
   const char *query_path;
   json_t *written;     /* EntryInfo of each file done */
+  json_t *meta;        /* X-Metadata-* headers: every file gets them */
   uint64_t part_bytes; /* of the part being written */
   char *part_name;
   corral_error_t err;  /* the first failure */
   size_t files;
 };
 
-static json_t *written_entry(const char *path)
+static json_t *written_entry(const char *path, json_t *meta)
 {
   char abs[4200];
   const char *slash = strrchr(path, '/');
   /* Relative paths are the user's home's, as the agent resolves them. */
   snprintf(abs, sizeof(abs), "%s%s", path[0] == '/' ? "" : "/home/user/", path);
-  return json_pack("{s:s, s:s, s:s}", "name", slash ? slash + 1 : path, "type", "file", "path", abs);
+  json_t *e = json_pack("{s:s, s:s, s:s}", "name", slash ? slash + 1 : path, "type", "file", "path", abs);
+  if (json_object_size(meta))
+    json_object_set(e, "metadata", meta);
+  return e;
 }
 
 static void finish_file(struct upload *u)
@@ -112,7 +124,7 @@ static void finish_file(struct upload *u)
     return;
   u->open = false;
   if (!u->err && sink_close(&u->cur, &u->err) == 0)
-    json_array_append_new(u->written, written_entry(u->cur.path));
+    json_array_append_new(u->written, written_entry(u->cur.path, u->meta));
   sink_release(&u->cur);
 }
 
@@ -131,7 +143,7 @@ static void start_file(struct upload *u, const char *path)
       corral_error_set(&u->err, E2BIG, "at most %d files per upload", MAX_FILES);
       return;
     }
-  if (sink_open(&u->cur, &u->ref, path, &u->err) < 0)
+  if (sink_open(&u->cur, &u->ref, path, u->meta, &u->err) < 0)
     {
       sink_release(&u->cur);
       return;
@@ -196,11 +208,24 @@ static void upload_free(struct req *r)
   if (u->gzip_started)
     inflateEnd(&u->z);
   json_decref(u->written);
+  json_decref(u->meta);
   free(u->part_name);
   json_decref(u->ref.env);
   corral_error_release(&u->err);
   free(u);
   r->upload = NULL;
+}
+
+/* File metadata travels as X-Metadata-<key> headers; keys and values are
+ * bounded so that they fit xattrs. */
+static enum MHD_Result collect_meta(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+  (void) kind;
+  json_t *meta = cls;
+  if (strncasecmp(key, "X-Metadata-", 11) == 0 && key[11] && strlen(key + 11) < 200 && value && strlen(value) < 800
+      && json_object_size(meta) < 32)
+    json_object_set_new(meta, key + 11, json_string(value));
+  return MHD_YES;
 }
 
 int e2b_files_post_begin(struct req *r)
@@ -214,6 +239,8 @@ int e2b_files_post_begin(struct req *r)
   r->upload = u;
   r->upload_free = upload_free;
   u->written = json_array();
+  u->meta = json_object();
+  MHD_get_connection_values(r->conn, MHD_HEADER_KIND, collect_meta, u->meta);
   u->query_path = api_query(r, "path");
   if (!sandbox_running_or_fail(r, &u->ref))
     return MHD_YES;

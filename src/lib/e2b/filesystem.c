@@ -38,6 +38,22 @@ json_t *e2b_entry_info(const struct corral__msg *m)
                         "permissions", perms, "owner", "user", "group", "user", "modifiedTime", mtime_s);
   if (target)
     json_object_set_new(e, "symlinkTarget", json_string(target));
+  char **meta = corral__msg_strv(m, CORRAL__T_META, NULL);
+  if (meta && meta[0])
+    {
+      json_t *md = json_object();
+      for (char **kv = meta; *kv; kv++)
+        {
+          char *eq = strchr(*kv, '=');
+          if (eq)
+            {
+              *eq = '\0';
+              json_object_set_new(md, *kv, json_string(eq + 1));
+            }
+        }
+      json_object_set_new(e, "metadata", md);
+    }
+  corral__strv_free(meta);
   return e;
 }
 

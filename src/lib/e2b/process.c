@@ -29,7 +29,8 @@ static void proc_free(struct e2b_proc *p)
   free(p);
 }
 
-static void remember(struct daemon *d, const char *sandbox, pid_t pid, const char *tag, const char *cwd, json_t *envs)
+static void remember(struct daemon *d, const char *sandbox, pid_t pid, const char *tag, const char *cwd, json_t *envs,
+                     bool pty)
 {
   struct e2b_proc *p = calloc(1, sizeof(*p));
   if (!p)
@@ -39,6 +40,7 @@ static void remember(struct daemon *d, const char *sandbox, pid_t pid, const cha
   p->tag = tag ? strdup(tag) : NULL;
   p->cwd = cwd ? strdup(cwd) : NULL;
   p->envs = envs ? json_incref(envs) : json_object();
+  p->pty = pty;
   pthread_mutex_lock(&d->e2b->lock);
   p->next = d->e2b->procs;
   d->e2b->procs = p;
@@ -52,6 +54,17 @@ static void remember(struct daemon *d, const char *sandbox, pid_t pid, const cha
       d->e2b->n_procs--;
     }
   pthread_mutex_unlock(&d->e2b->lock);
+}
+
+static bool is_pty(struct daemon *d, const char *sandbox, pid_t pid)
+{
+  bool pty = false;
+  pthread_mutex_lock(&d->e2b->lock);
+  for (struct e2b_proc *p = d->e2b->procs; p; p = p->next)
+    if (p->pid == pid && strcmp(p->sandbox, sandbox) == 0)
+      pty = p->pty;
+  pthread_mutex_unlock(&d->e2b->lock);
+  return pty;
 }
 
 static void forget(struct daemon *d, const char *sandbox, pid_t pid)
@@ -101,7 +114,7 @@ struct pstream
   size_t cap;
   pid_t pid;
   int keepalive_ms;
-  bool sent_start, done;
+  bool sent_start, done, pty;
   struct corral__msg pending; /* a frame read ahead (Connect's check) */
   bool has_pending;
 };
@@ -188,7 +201,7 @@ static json_t *pstream_next(void *ctx, json_t **error)
         case CORRAL__R_STDERR:
           if (!corral__msg_get(&m, CORRAL__T_DATA, &d, &len) || len == 0)
             continue;
-          return event("data", json_pack("{s:o}", m.type == CORRAL__R_STDOUT ? "stdout" : "stderr",
+          return event("data", json_pack("{s:o}", s->pty ? "pty" : m.type == CORRAL__R_STDOUT ? "stdout" : "stderr",
                                           e2b_base64(d, len)));
         case CORRAL__R_EXIT: s->done = true; return end_event(s, &m);
         case CORRAL__R_ERROR:
@@ -267,6 +280,7 @@ static int stream_process(struct req *r, const struct sbx_ref *ref, pid_t pid, b
   s->pid = pid;
   s->client_fd = ci ? ci->connect_fd : -1;
   s->keepalive_ms = ka && atoi(ka) > 0 && atoi(ka) < 3600 ? atoi(ka) * 1000 : DEFAULT_KEEPALIVE_MS;
+  s->pty = is_pty(r->d, ref->id, pid);
   snprintf(s->sandbox, sizeof(s->sandbox), "%s", ref->id);
   s->fd = attach(ref, pid, &err);
   if (s->fd < 0 || (check && check_attach(s, ref, &err) < 0))
@@ -324,6 +338,21 @@ static json_t *begin(struct req *r, struct sbx_ref *ref, bool needs_user)
   return m;
 }
 
+/* PTY {size: {cols, rows}}: 0 when absent, -1 when malformed. */
+static int pty_size(json_t *pty, uint64_t *cols, uint64_t *rows)
+{
+  json_t *size = json_object_get(pty, "size");
+  json_t *c = json_object_get(size, "cols"), *r = json_object_get(size, "rows");
+  if (!pty || json_is_null(pty))
+    return 0;
+  if (!json_is_integer(c) || !json_is_integer(r) || json_integer_value(c) < 1 || json_integer_value(r) < 1
+      || json_integer_value(c) > 9999 || json_integer_value(r) > 9999)
+    return -1;
+  *cols = (uint64_t) json_integer_value(c);
+  *rows = (uint64_t) json_integer_value(r);
+  return 1;
+}
+
 static void start_frame(struct corral__frame *f, const struct sbx_ref *ref, json_t *proc, uint64_t timeout_ms)
 {
   size_t i;
@@ -348,6 +377,7 @@ int e2b_process_start(struct req *r)
   struct corral__frame f;
   corral_error_t err = NULL;
   pid_t pid = 0;
+  uint64_t cols = 0, rows = 0;
   json_t *m = begin(r, &ref, true), *proc, *pty, *tag;
   if (!m)
     return MHD_YES;
@@ -358,14 +388,19 @@ int e2b_process_start(struct req *r)
       || json_string_length(json_object_get(proc, "cmd")) == 0 || !string_array(json_object_get(proc, "args"))
       || !env_object(json_object_get(proc, "envs")))
     api_fail(r, 400, "invalid_argument", "`process` needs `cmd`, string `args` and `envs` of valid names");
-  else if (pty && !json_is_null(pty))
-    api_fail(r, 501, "not_implemented", "corral has no PTY sessions yet; run the command without `pty`");
+  else if (pty_size(pty, &cols, &rows) < 0)
+    api_fail(r, 400, "invalid_argument", "`pty.size` needs `cols` and `rows` between 1 and 9999");
   else
     {
       /* Connect's deadline: the process ends with the call, as with envd. */
       const char *deadline = api_header(r, "Connect-Timeout-Ms");
       uint64_t timeout_ms = deadline ? strtoull(deadline, NULL, 10) : 0;
       start_frame(&f, &ref, proc, timeout_ms);
+      if (cols)
+        {
+          corral__frame_add_u64(&f, CORRAL__T_COLS, cols);
+          corral__frame_add_u64(&f, CORRAL__T_ROWS, rows);
+        }
       int fd = agent_start(&ref, &f, &pid, &err);
       if (fd < 0)
         {
@@ -376,13 +411,14 @@ int e2b_process_start(struct req *r)
       else
         {
           close(fd);
-          if (!json_is_true(json_object_get(m, "stdin")))
+          /* A terminal's input stays open: ^D is what ends it. */
+          if (!cols && !json_is_true(json_object_get(m, "stdin")))
             {
               agent_stdin_frame(&f, pid, NULL, 0, true);
               agent_call(&ref, &f, NULL);
             }
           remember(r->d, ref.id, pid, json_is_string(tag) ? json_string_value(tag) : NULL,
-                   json_string_value(json_object_get(proc, "cwd")), json_object_get(proc, "envs"));
+                   json_string_value(json_object_get(proc, "cwd")), json_object_get(proc, "envs"), cols != 0);
           api_audit(r->d, json_pack("{s:s, s:s, s:s, s:s, s:O, s:i, s:s}", "action", "command.run", "tenant",
                                     r->tenant, "sandbox", ref.id, "cmd", json_string_value(json_object_get(proc, "cmd")),
                                     "args", json_object_get(proc, "args") ? json_object_get(proc, "args") : json_null(),
@@ -491,7 +527,7 @@ static int pid_call(struct req *r, const struct sbx_ref *ref, struct corral__fra
   int e = corral_error_status(err);
   if (e == ESRCH)
     api_fail(r, 404, "not_found", "process %d not found", (int) pid);
-  else if (e == EPIPE)
+  else if (e == EPIPE || e == ENOTTY)
     api_fail(r, 412, "failed_precondition", "process %d: %s", (int) pid, corral_error_message(err));
   else
     api_fail_err(r, err, NULL);
@@ -592,12 +628,25 @@ int e2b_process_send_signal(struct req *r)
 int e2b_process_update(struct req *r)
 {
   struct sbx_ref ref;
+  struct corral__frame f;
+  uint64_t cols = 0, rows = 0;
   json_t *m = begin(r, &ref, false);
   if (!m)
     return MHD_YES;
+  pid_t pid = select_pid(r, json_object_get(m, "process"));
+  if (pid && pty_size(json_object_get(m, "pty"), &cols, &rows) != 1)
+    api_fail(r, 400, "invalid_argument", "`pty.size` needs `cols` and `rows` between 1 and 9999");
+  else if (pid)
+    {
+      corral__frame_init(&f, CORRAL__REQ_RESIZE);
+      corral__frame_add_u64(&f, CORRAL__T_PID, (uint64_t) pid);
+      corral__frame_add_u64(&f, CORRAL__T_COLS, cols);
+      corral__frame_add_u64(&f, CORRAL__T_ROWS, rows);
+      pid_call(r, &ref, &f, pid);
+    }
   json_decref(ref.env);
   json_decref(m);
-  return api_fail(r, 501, "not_implemented", "corral has no PTY sessions yet, so there is no size to update");
+  return MHD_YES;
 }
 
 /* Client streaming: over HTTP/1.1 the whole request (start, then data

@@ -50,6 +50,7 @@ struct cmd
   pid_t pid;
   char **argv;
   bool background, exited;
+  bool tty;        /* on a terminal: out_fd is its master, in_fd a dup */
   int out_fd, err_fd, in_fd;
   uint8_t *in_buf; /* stdin not yet written */
   size_t in_len;
@@ -395,7 +396,8 @@ struct exec_failure
   char text[256];
 };
 
-static void __attribute__((noreturn)) command_child(char **argv, char **env, const char *cwd, int fds[3], int failfd)
+static void __attribute__((noreturn)) command_child(char **argv, char **env, const char *cwd, int fds[3], int failfd,
+                                                    bool tty)
 {
   sigset_t none;
   sigemptyset(&none);
@@ -406,6 +408,10 @@ static void __attribute__((noreturn)) command_child(char **argv, char **env, con
    * job, and the command has no controlling terminal. */
   setsid();
   if (dup2(fds[0], 0) < 0 || dup2(fds[1], 1) < 0 || dup2(fds[2], 2) < 0 || dup3(failfd, 3, O_CLOEXEC) < 0)
+    _exit(125);
+  /* A terminal session (E2B's PTYs) gets its terminal as controlling tty,
+   * so that job control and ^C work; TIOCSTI stays blocked by seccomp. */
+  if (tty && ioctl(0, TIOCSCTTY, 0) < 0)
     _exit(125);
   corral__close_fds_from(4);
   if (chdir(cwd) < 0)
@@ -440,6 +446,37 @@ static int make_pipes(int ours[3], int theirs[3])
   return 0;
 }
 
+/* A new terminal of the sandbox's devpts: the master ours (non-blocking),
+ * the slave theirs on all three fds. */
+static int make_tty(int ours[3], int theirs[3], unsigned cols, unsigned rows)
+{
+  int n = 0, unlock = 0;
+  char name[64];
+  int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0)
+    return -1;
+  struct winsize ws = { .ws_row = (unsigned short) rows, .ws_col = (unsigned short) cols };
+  if (ioctl(master, TIOCSPTLCK, &unlock) < 0 || ioctl(master, TIOCGPTN, &n) < 0 || ioctl(master, TIOCSWINSZ, &ws) < 0)
+    {
+      close(master);
+      return -1;
+    }
+  snprintf(name, sizeof(name), "/dev/pts/%d", n);
+  int slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ours[0] = fcntl(master, F_DUPFD_CLOEXEC, 0);
+  if (slave < 0 || ours[0] < 0)
+    {
+      if (slave >= 0)
+        close(slave);
+      close(master);
+      return -1;
+    }
+  fcntl(master, F_SETFL, O_NONBLOCK);
+  ours[1] = master, ours[2] = -1;
+  theirs[0] = slave, theirs[1] = dup(slave), theirs[2] = dup(slave);
+  return 0;
+}
+
 static struct cmd *cmd_new(const struct corral__msg *m)
 {
   struct cmd *x = calloc(1, sizeof(*x));
@@ -462,8 +499,11 @@ static int spawn(struct cmd *x, const struct corral__msg *m, struct exec_failure
   cleanup_free char *cwd = corral__msg_strdup(m, CORRAL__T_CWD);
   char **extra = corral__msg_strv(m, CORRAL__T_ENV, NULL);
   cleanup_free char **env = build_env(extra);
+  uint64_t cols = 0, rows = 0;
   int r = -1;
-  if (!env || make_pipes(ours, theirs) < 0)
+  x->tty = corral__msg_u64(m, CORRAL__T_COLS, &cols) && corral__msg_u64(m, CORRAL__T_ROWS, &rows) && cols && rows
+           && cols < 10000 && rows < 10000;
+  if (!env || (x->tty ? make_tty(ours, theirs, (unsigned) cols, (unsigned) rows) : make_pipes(ours, theirs)) < 0)
     goto out;
   if (pipe2(fail, O_CLOEXEC) < 0)
     {
@@ -473,7 +513,7 @@ static int spawn(struct cmd *x, const struct corral__msg *m, struct exec_failure
     }
   x->pid = fork();
   if (x->pid == 0)
-    command_child(x->argv, env, cwd && *cwd ? cwd : "/home/user", theirs, fail[1]);
+    command_child(x->argv, env, cwd && *cwd ? cwd : "/home/user", theirs, fail[1], x->tty);
   f->err_no = x->pid < 0 ? errno : 0;
   close(fail[1]);
   if (x->pid > 0)
@@ -635,6 +675,24 @@ static void handle_signal_req(struct conn *c, const struct corral__msg *m)
   c->close_after_flush = true;
 }
 
+static void handle_resize_req(struct conn *c, const struct corral__msg *m)
+{
+  struct cmd *x = request_cmd(c, m);
+  uint64_t cols = 0, rows = 0;
+  if (!x)
+    return;
+  if (!x->tty || x->out_fd < 0)
+    return conn_error(c, ENOTTY, "the command has no terminal");
+  if (!corral__msg_u64(m, CORRAL__T_COLS, &cols) || !corral__msg_u64(m, CORRAL__T_ROWS, &rows) || !cols || !rows
+      || cols >= 10000 || rows >= 10000)
+    return conn_error(c, EINVAL, "invalid terminal size");
+  struct winsize ws = { .ws_row = (unsigned short) rows, .ws_col = (unsigned short) cols };
+  if (ioctl(x->out_fd, TIOCSWINSZ, &ws) < 0)
+    return conn_error(c, errno, "resize the terminal");
+  conn_reply(c, CORRAL__R_OK, 0, 0);
+  c->close_after_flush = true;
+}
+
 static bool peer_gone(const struct conn *c)
 {
   struct pollfd p = { .fd = c->fd, .events = POLLRDHUP };
@@ -667,9 +725,11 @@ static void handle_request(struct conn *c, const struct corral__msg *m)
       break;
     case CORRAL__REQ_STDIN: handle_stdin_req(c, m); break;
     case CORRAL__REQ_SIGNAL: handle_signal_req(c, m); break;
+    case CORRAL__REQ_RESIZE: handle_resize_req(c, m); break;
     case CORRAL__REQ_LIST: list_commands(c); break;
     case CORRAL__REQ_FREAD: case CORRAL__REQ_FWRITE: case CORRAL__REQ_FLIST: case CORRAL__REQ_FSTAT:
-    case CORRAL__REQ_MKDIR: case CORRAL__REQ_MOVE: case CORRAL__REQ_REMOVE: fork_files(c, m); break;
+    case CORRAL__REQ_MKDIR: case CORRAL__REQ_MOVE: case CORRAL__REQ_REMOVE:
+    case CORRAL__REQ_WATCH: fork_files(c, m); break;
     default: conn_error(c, EINVAL, "unknown request"); break;
     }
 }

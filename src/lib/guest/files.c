@@ -12,13 +12,17 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <sys/syscall.h>
 #include "guest.h"
 #include "../common/utils.h"
+#include "../isolate/isolate.h"
 
 #define HOME "/home/user"
 #define CHUNK (256u << 10)
@@ -102,6 +106,50 @@ static int mkdir_parents(const char *abs, bool include_last)
   return 0;
 }
 
+#define META_PREFIX "user.e2b.meta."
+
+/* E2B's file metadata: user xattrs, so that it stays with the file (moves
+ * included) and needs no store of its own. */
+static int set_meta(int fd, const struct corral__msg *req)
+{
+  char **meta = corral__msg_strv(req, CORRAL__T_META, NULL);
+  int r = 0;
+  for (char **kv = meta; kv && *kv && r == 0; kv++)
+    {
+      char name[256], *eq = strchr(*kv, '=');
+      if (!eq || eq == *kv || (size_t) (eq - *kv) >= sizeof(name) - sizeof(META_PREFIX))
+        {
+          errno = EINVAL;
+          r = -1;
+          break;
+        }
+      snprintf(name, sizeof(name), META_PREFIX "%.*s", (int) (eq - *kv), *kv);
+      r = fsetxattr(fd, name, eq + 1, strlen(eq + 1), 0);
+    }
+  corral__strv_free(meta);
+  return r;
+}
+
+/* The metadata of a regular file as META fields (none when it has none or
+ * the filesystem keeps no xattrs). */
+static void add_meta(struct corral__frame *f, const char *abs)
+{
+  char names[4096], value[1024], kv[1300];
+  ssize_t n = llistxattr(abs, names, sizeof(names));
+  for (ssize_t off = 0; n > 0 && off < n; off += (ssize_t) strlen(names + off) + 1)
+    {
+      const char *name = names + off;
+      if (strncmp(name, META_PREFIX, strlen(META_PREFIX)) != 0)
+        continue;
+      ssize_t l = lgetxattr(abs, name, value, sizeof(value) - 1);
+      if (l < 0)
+        continue;
+      value[l] = '\0';
+      snprintf(kv, sizeof(kv), "%s=%s", name + strlen(META_PREFIX), value);
+      corral__frame_add_str(f, CORRAL__T_META, kv);
+    }
+}
+
 static const char *type_name(mode_t m)
 {
   return S_ISREG(m) ? "file" : S_ISDIR(m) ? "dir" : S_ISLNK(m) ? "symlink" : "other";
@@ -123,6 +171,8 @@ static int send_entry(int out, int fd, const char *abs)
   corral__frame_add_u64(&f, CORRAL__T_MODE, (uint64_t) (st.st_mode & 07777));
   corral__frame_add_u64(&f, CORRAL__T_MTIME,
                         (uint64_t) st.st_mtim.tv_sec * 1000 + (uint64_t) st.st_mtim.tv_nsec / 1000000);
+  if (S_ISREG(st.st_mode))
+    add_meta(&f, abs);
   if (S_ISLNK(st.st_mode))
     {
       char target[PATH_MAX];
@@ -183,7 +233,7 @@ static int do_read(int out, const char *abs)
     }
 }
 
-static int do_write(int out, const char *abs, mode_t mode)
+static int do_write(int out, const char *abs, mode_t mode, const struct corral__msg *req)
 {
   uint8_t *buf = NULL;
   size_t cap = 0;
@@ -195,6 +245,8 @@ static int do_write(int out, const char *abs, mode_t mode)
   cleanup_close int fd = resolve(abs, O_WRONLY | O_CREAT | O_TRUNC, mode);
   if (fd < 0)
     return corral__reply_error(out, errno, "`%s`", abs);
+  if (set_meta(fd, req) < 0)
+    return corral__reply_error(out, errno, "set the metadata of `%s`", abs);
   if (send_ok_size(out, 0) < 0)
     return -1;
   while ((r = corral__frame_recv(out, &buf, &cap, &m, 60000)) > 0 && m.type == CORRAL__M_DATA)
@@ -312,6 +364,291 @@ static int do_move(int out, char *from, char *to)
   return send_entry_path(out, to);
 }
 
+/* ---- watching a directory ----
+ *
+ * inotify on the directory (and with RECURSIVE on every directory under
+ * it, those made later included), one R_EVENT per change, until the daemon
+ * hangs up.  Names are relative to the watched directory; inotify reports
+ * the same kinds as Go's fsnotify, which envd uses, and is mapped the same
+ * way. */
+
+#define MAX_WATCHES 4096  /* directories watched by one request */
+#define MAX_WATCH_DEPTH 32
+#define WATCH_MASK (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_MODIFY | IN_DELETE | IN_ATTRIB | IN_DELETE_SELF \
+                    | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
+
+struct watch
+{
+  int wd;
+  char *rel; /* path under the watched directory; "" for itself */
+};
+
+struct watcher
+{
+  int out, ifd, root; /* the connection, the inotify instance, the watched directory (O_PATH) */
+  const char *abs;    /* the watched directory's path, for entries */
+  bool recursive, with_entry;
+  size_t n;
+  struct watch w[MAX_WATCHES];
+};
+
+/* rel/name, or NULL (ENOMEM, ENAMETOOLONG). */
+static char *join(const char *rel, const char *name)
+{
+  char *s = NULL;
+  if (strlen(rel) + strlen(name) + 2 > PATH_MAX)
+    return errno = ENAMETOOLONG, NULL;
+  if (asprintf(&s, "%s%s%s", rel, *rel ? "/" : "", name) < 0)
+    return NULL;
+  return s;
+}
+
+/* Open a path under the watched directory without following any symlink:
+ * whatever was swapped in since it was seen, nothing outside is reached. */
+static int open_beneath(const struct watcher *W, const char *rel, int flags)
+{
+  struct open_how how = { .flags = (uint64_t) flags | O_NOFOLLOW | O_CLOEXEC,
+                          .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS };
+  return (int) syscall(SYS_openat2, W->root, *rel ? rel : ".", &how, sizeof(how));
+}
+
+static struct watch *watch_find(struct watcher *W, int wd)
+{
+  for (size_t i = 0; i < W->n; i++)
+    if (W->w[i].wd == wd)
+      return &W->w[i];
+  return NULL;
+}
+
+static void watch_drop(struct watcher *W, struct watch *x)
+{
+  free(x->rel);
+  *x = W->w[--W->n];
+}
+
+static int watch_record(struct watcher *W, int wd, const char *rel)
+{
+  char *copy = strdup(rel);
+  struct watch *x = watch_find(W, wd);
+  if (!copy)
+    return -1;
+  if (!x)
+    {
+      x = &W->w[W->n++];
+      x->wd = wd;
+    }
+  else
+    free(x->rel);
+  x->rel = copy;
+  return 0;
+}
+
+/* Watch the directory open at fd (closed here) as rel, and with recursion
+ * the directories under it.  -1 when the directory itself cannot be
+ * watched or the table is full (ENOSPC); a subdirectory that vanished or is
+ * not ours to read is skipped. */
+static int watch_tree(struct watcher *W, int fd, const char *rel, unsigned depth)
+{
+  if (W->n >= MAX_WATCHES)
+    return close(fd), errno = ENOSPC, -1;
+  /* By the open directory, not a path that could be swapped meanwhile. */
+  int wd = fchdir(fd) == 0 ? inotify_add_watch(W->ifd, ".", WATCH_MASK) : -1;
+  if (wd < 0 || watch_record(W, wd, rel) < 0)
+    {
+      int e = errno;
+      close(fd);
+      return errno = e, -1;
+    }
+  DIR *d = W->recursive && depth < MAX_WATCH_DEPTH ? fdopendir(fd) : NULL;
+  if (!d)
+    return close(fd), 0;
+  struct dirent *e;
+  int r = 0;
+  while (r == 0 && (e = readdir(d)))
+    {
+      if ((e->d_type != DT_DIR && e->d_type != DT_UNKNOWN) || strcmp(e->d_name, ".") == 0
+          || strcmp(e->d_name, "..") == 0)
+        continue;
+      cleanup_free char *child = join(rel, e->d_name);
+      int cfd = child ? openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+      if (cfd >= 0 && watch_tree(W, cfd, child, depth + 1) < 0 && errno == ENOSPC)
+        r = -1;
+    }
+  closedir(d);
+  return r;
+}
+
+/* A directory moved away: drop its watches, which would report it under
+ * its old name (a move within the tree is a move away, then a move in). */
+static void unwatch_tree(struct watcher *W, const char *rel)
+{
+  size_t len = strlen(rel);
+  for (size_t i = 0; i < W->n;)
+    if (strncmp(W->w[i].rel, rel, len) == 0 && (W->w[i].rel[len] == '\0' || W->w[i].rel[len] == '/'))
+      {
+        inotify_rm_watch(W->ifd, W->w[i].wd);
+        watch_drop(W, &W->w[i]);
+      }
+    else
+      i++;
+}
+
+/* A directory appeared under a recursive watch: watch it too.  Past the
+ * table's bound it goes unwatched; the watch goes on. */
+static void track_dir(struct watcher *W, const char *rel, uint32_t mask)
+{
+  if (mask & IN_MOVED_FROM)
+    unwatch_tree(W, rel);
+  if (!(mask & (IN_CREATE | IN_MOVED_TO)))
+    return;
+  unsigned depth = 1;
+  for (const char *c = rel; *c; c++)
+    depth += *c == '/';
+  int fd = open_beneath(W, rel, O_RDONLY | O_DIRECTORY);
+  if (fd >= 0)
+    watch_tree(W, fd, rel, depth);
+}
+
+static int send_event(struct watcher *W, const char *name, uint64_t type)
+{
+  struct corral__frame f;
+  if (W->with_entry && type != CORRAL__EV_REMOVE && type != CORRAL__EV_RENAME)
+    {
+      char abs[PATH_MAX];
+      bool self = strcmp(name, ".") == 0;
+      cleanup_close int fd = open_beneath(W, self ? "" : name, O_PATH);
+      snprintf(abs, sizeof(abs), "%s%s%s", W->abs, self || strcmp(W->abs, "/") == 0 ? "" : "/", self ? "" : name);
+      /* Gone again already: the event goes without its entry. */
+      if (fd >= 0 && send_entry(W->out, fd, abs) < 0)
+        return -1;
+    }
+  corral__frame_init(&f, CORRAL__R_EVENT);
+  corral__frame_add_str(&f, CORRAL__T_NAME, name);
+  corral__frame_add_u64(&f, CORRAL__T_TYPE, type);
+  return corral__frame_send(W->out, &f);
+}
+
+static int handle_event(struct watcher *W, const struct inotify_event *ev)
+{
+  static const struct
+  {
+    uint32_t mask;
+    uint64_t type;
+  } kinds[] = { { IN_CREATE | IN_MOVED_TO, CORRAL__EV_CREATE }, { IN_MOVED_FROM, CORRAL__EV_RENAME },
+                { IN_ATTRIB, CORRAL__EV_CHMOD },                { IN_MODIFY, CORRAL__EV_WRITE },
+                { IN_DELETE, CORRAL__EV_REMOVE } };
+  if (ev->mask & IN_Q_OVERFLOW)
+    return corral__reply_error(W->out, ENOBUFS, "too many changes at once: events were lost"), -1;
+  struct watch *x = watch_find(W, ev->wd);
+  if (!x)
+    return 0;
+  if (ev->mask & IN_IGNORED)
+    return watch_drop(W, x), 0;
+  /* A subdirectory's own going is its parent's IN_DELETE / IN_MOVED_FROM. */
+  if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF))
+    return x->rel[0] ? 0 : send_event(W, ".", ev->mask & IN_DELETE_SELF ? CORRAL__EV_REMOVE : CORRAL__EV_RENAME);
+  /* The directory's own attributes: its parent's event, but for the
+   * watched directory itself. */
+  if (ev->len == 0 || ev->name[0] == '\0')
+    return x->rel[0] == '\0' && (ev->mask & IN_ATTRIB) ? send_event(W, ".", CORRAL__EV_CHMOD) : 0;
+  cleanup_free char *name = join(x->rel, ev->name);
+  if (!name)
+    return 0;
+  if (W->recursive && (ev->mask & IN_ISDIR))
+    track_dir(W, name, ev->mask); /* x may have moved: not used below */
+  for (size_t i = 0; i < sizeof(kinds) / sizeof(*kinds); i++)
+    if ((ev->mask & kinds[i].mask) && send_event(W, name, kinds[i].type) < 0)
+      return -1;
+  return 0;
+}
+
+static int watch_loop(struct watcher *W)
+{
+  cleanup_free char *buf = malloc(64u << 10); /* malloc's alignment suits inotify_event */
+  struct pollfd p[2] = { { W->ifd, POLLIN, 0 }, { W->out, POLLIN | POLLRDHUP, 0 } };
+  if (!buf)
+    return -1;
+  for (;;)
+    {
+      if (poll(p, 2, -1) < 0)
+        {
+          if (errno == EINTR)
+            continue;
+          return -1;
+        }
+      /* The daemon sends nothing after the request: anything on the
+       * connection is its going, and the worker goes with it. */
+      if (p[1].revents)
+        return 0;
+      if (p[0].revents & (POLLERR | POLLNVAL))
+        return -1;
+      ssize_t n = read(W->ifd, buf, 64u << 10);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        continue;
+      if (n <= 0)
+        return -1;
+      for (ssize_t off = 0; off + (ssize_t) sizeof(struct inotify_event) <= n;)
+        {
+          const struct inotify_event *ev = (const void *) (buf + off);
+          if (handle_event(W, ev) < 0)
+            return -1;
+          off += (ssize_t) (sizeof(*ev) + ev->len);
+        }
+    }
+}
+
+static void watcher_free(struct watcher *W)
+{
+  while (W->n)
+    watch_drop(W, &W->w[0]);
+  if (W->ifd >= 0)
+    close(W->ifd);
+  if (W->root >= 0)
+    close(W->root);
+  free(W);
+}
+
+/* This worker lives as long as its client: it must hold nothing else of
+ * the agent's (other connections, the pipes of commands), or their other
+ * ends would never see EOF.  The connection becomes fd 3. */
+static int keep_only(int fd)
+{
+  if (fd != 3 && dup2(fd, 3) < 0)
+    return -1;
+  corral__close_fds_from(4);
+  return 3;
+}
+
+static int do_watch(int out, const char *abs, bool recursive, bool with_entry)
+{
+  struct watcher *W = calloc(1, sizeof(*W));
+  if ((out = keep_only(out)) < 0 || !W)
+    return free(W), -1;
+  *W = (struct watcher) { .out = out, .ifd = -1, .abs = abs, .recursive = recursive, .with_entry = with_entry };
+  int r = -1;
+  if ((W->root = resolve(abs, O_PATH | O_DIRECTORY, 0)) < 0)
+    r = corral__reply_error(out, errno, errno == ENOTDIR ? "`%s` is not a directory" : "`%s`", abs);
+  else if ((W->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0 && errno == EMFILE)
+    /* The uid's instances, shared with other sandboxes: no file of ours. */
+    r = corral__reply_error(out, ENOSPC, "too many directory watches at once (fs.inotify.max_user_instances)");
+  else if (W->ifd < 0)
+    r = corral__reply_error(out, errno, "watch `%s`", abs);
+  else
+    {
+      int fd = openat(W->root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      int w = fd < 0 ? -1 : watch_tree(W, fd, "", 0);
+      if (w < 0 && errno == ENOSPC)
+        r = corral__reply_error(out, ENOSPC, "too many directories under `%s` to watch (at most %d)", abs,
+                                MAX_WATCHES);
+      else if (w < 0)
+        r = corral__reply_error(out, errno, "watch `%s`", abs);
+      else if (send_ok_size(out, 0) == 0)
+        r = watch_loop(W);
+    }
+  watcher_free(W);
+  return r;
+}
+
 int corral__files_serve(int fd, const struct corral__msg *req)
 {
   char abs[PATH_MAX], to[PATH_MAX];
@@ -325,7 +662,7 @@ int corral__files_serve(int fd, const struct corral__msg *req)
     case CORRAL__REQ_FWRITE:
       if (!corral__msg_u64(req, CORRAL__T_MODE, &v) || v > 07777)
         v = 0644;
-      return do_write(fd, abs, (mode_t) v) < 0;
+      return do_write(fd, abs, (mode_t) v, req) < 0;
     case CORRAL__REQ_FLIST:
       corral__msg_u64(req, CORRAL__T_DEPTH, &v);
       return do_list(fd, abs, v) < 0;
@@ -344,6 +681,13 @@ int corral__files_serve(int fd, const struct corral__msg *req)
     case CORRAL__REQ_REMOVE:
       corral__msg_u64(req, CORRAL__T_RECURSIVE, &v);
       return do_remove(fd, abs, v != 0) < 0;
+    case CORRAL__REQ_WATCH:
+      {
+        uint64_t with_entry = 0;
+        corral__msg_u64(req, CORRAL__T_RECURSIVE, &v);
+        corral__msg_u64(req, CORRAL__T_WITH_ENTRY, &with_entry);
+        return do_watch(fd, abs, v != 0, with_entry != 0) < 0;
+      }
     default: return corral__reply_error(fd, EINVAL, "unknown file request") < 0;
     }
 }

@@ -19,18 +19,24 @@
 enum corral__msg_type {
   /* requests: the first frame of a connection */
   CORRAL__REQ_PING = 1,
-  CORRAL__REQ_EXEC,    /* ARGV* ENV* CWD? TIMEOUT_MS? BACKGROUND? MAX_OUTPUT? STDIN_OPEN? */
+  CORRAL__REQ_EXEC,    /* ARGV* ENV* CWD? TIMEOUT_MS? BACKGROUND? MAX_OUTPUT? STDIN_OPEN? COLS? ROWS?
+                        * (COLS and ROWS: on a terminal; its output comes as R_STDOUT) */
   CORRAL__REQ_ATTACH,  /* PID */
   CORRAL__REQ_STDIN,   /* PID DATA? EOF? */
   CORRAL__REQ_SIGNAL,  /* PID SIGNAL */
   CORRAL__REQ_LIST,
   CORRAL__REQ_FREAD,   /* PATH */
-  CORRAL__REQ_FWRITE,  /* PATH MODE? then DATA frames and an END frame */
+  CORRAL__REQ_FWRITE,  /* PATH MODE? META*: then DATA frames and an END frame (META: "key=value",
+                        * kept as the file's user.e2b.meta.* xattrs, E2B's file metadata) */
   CORRAL__REQ_FLIST,   /* PATH DEPTH */
   CORRAL__REQ_FSTAT,   /* PATH */
   CORRAL__REQ_MKDIR,   /* PATH */
   CORRAL__REQ_MOVE,    /* PATH TO */
   CORRAL__REQ_REMOVE,  /* PATH RECURSIVE? */
+  CORRAL__REQ_WATCH,   /* PATH RECURSIVE? WITH_ENTRY?: R_OK once the directory is watched, then an
+                        * R_EVENT per change (after the R_ENTRY of its object with WITH_ENTRY, when
+                        * that still exists) until the client hangs up */
+  CORRAL__REQ_RESIZE,  /* PID COLS ROWS: the window size of a command's terminal */
   /* data frames, both ways */
   CORRAL__M_DATA = 32, /* DATA: file bytes or command stdin */
   CORRAL__M_END,       /* end of a data stream */
@@ -41,7 +47,9 @@ enum corral__msg_type {
   CORRAL__R_STDOUT,    /* DATA */
   CORRAL__R_STDERR,    /* DATA */
   CORRAL__R_EXIT,      /* PID STATUS REASON DURATION_MS DROPPED_OUT DROPPED_ERR DENIED SYSCALL* */
-  CORRAL__R_ENTRY,     /* file entry: NAME PATH TYPE SIZE MODE MTIME TARGET?; or a command: PID ARGV* ... */
+  CORRAL__R_ENTRY,     /* file entry: NAME PATH TYPE SIZE MODE MTIME TARGET? META*; or a command: PID ARGV* ... */
+  CORRAL__R_EVENT,     /* a watched change: NAME (relative to the watched directory, "." for itself)
+                        * TYPE (u64, enum corral__fs_event) */
 };
 
 enum corral__tag {
@@ -51,6 +59,16 @@ enum corral__tag {
   CORRAL__T_TEXT, CORRAL__T_STATUS, CORRAL__T_REASON, CORRAL__T_DURATION_MS, CORRAL__T_DROPPED_OUT,
   CORRAL__T_DROPPED_ERR, CORRAL__T_NAME, CORRAL__T_TYPE, CORRAL__T_MTIME, CORRAL__T_TARGET,
   CORRAL__T_RUNNING, CORRAL__T_STARTED_MS, CORRAL__T_STDIN_OPEN, CORRAL__T_DENIED, CORRAL__T_SYSCALL,
+  CORRAL__T_WITH_ENTRY, CORRAL__T_COLS, CORRAL__T_ROWS, CORRAL__T_META,
+};
+
+/* Kinds of watched changes (R_EVENT's TYPE); E2B's EventType numbers. */
+enum corral__fs_event {
+  CORRAL__EV_CREATE = 1, /* created, or moved in / renamed to */
+  CORRAL__EV_WRITE,      /* contents modified */
+  CORRAL__EV_REMOVE,     /* deleted */
+  CORRAL__EV_RENAME,     /* moved away / renamed from */
+  CORRAL__EV_CHMOD,      /* metadata changed (mode, owner, times) */
 };
 
 /* Command end reasons (T_REASON). */
