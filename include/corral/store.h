@@ -45,6 +45,7 @@ typedef struct corral_sandbox_rec_s {
   char *limits_json;        /* JSON object text */
   char *env_json;           /* JSON object text */
   char *runtime_json;       /* how to reach / re-adopt it (pid, start time, cgroup paths, socket): opaque to the store */
+  char *network_json;       /* its network policy (JSON object text), NULL: none */
 } corral_sandbox_rec_t;
 
 /* Open (creating if needed) <dir>/corral.db in WAL mode and migrate its
@@ -87,6 +88,8 @@ int corral_store_sandbox_get(corral_store_t *s, const char *id, corral_sandbox_r
 int corral_store_sandbox_list(corral_store_t *s, const char *tenant, const char *state, corral_sandbox_rec_t **out,
                               size_t *n, corral_error_t *err);
 int corral_store_sandbox_set_expiry(corral_store_t *s, const char *id, int64_t expires_ms, corral_error_t *err);
+/* Replace a sandbox's network policy (NULL clears it); ENOENT when unknown. */
+int corral_store_sandbox_set_network(corral_store_t *s, const char *id, const char *network_json, corral_error_t *err);
 int corral_store_sandbox_set_ended(corral_store_t *s, const char *id, const char *reason, int64_t ended_ms,
                                    corral_error_t *err);
 /* Delete ended sandboxes with ended_ms < before_ms; returns how many. */

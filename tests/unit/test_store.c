@@ -121,7 +121,7 @@ static void test_open(void)
     bail_out();
   is_int(file_mode(""), 0600, "corral.db is 0600");
   is_str(sql("PRAGMA journal_mode"), "wal", "a second connection sees journal_mode=wal");
-  is_str(sql("PRAGMA user_version"), "1", "schema version 1");
+  is_str(sql("PRAGMA user_version"), "2", "schema version 2");
 }
 
 static void test_tenants(void)
@@ -362,6 +362,14 @@ static void test_sandboxes(void)
   ok(corral_store_sandbox_get(store, "sb1", &r, NULL) == 0 && r.expires_ms == 99000, "sb1 expires at 99000");
   corral_sandbox_rec_release(&r);
   is_errno(corral_store_sandbox_set_expiry(store, "nope", 1, &e_), ENOENT, "set_expiry unknown: ENOENT");
+  ok(corral_store_sandbox_get(store, "sb1", &r, NULL) == 0 && r.network_json == NULL, "no network policy at first");
+  corral_sandbox_rec_release(&r);
+  is_zero(corral_store_sandbox_set_network(store, "sb1", "{\"mode\":\"open\"}", &e_), "set_network sb1");
+  ok(corral_store_sandbox_get(store, "sb1", &r, NULL) == 0 && r.network_json
+         && strcmp(r.network_json, "{\"mode\":\"open\"}") == 0 && r.expires_ms == 99000,
+     "sb1's network policy reads back, its expiry untouched");
+  corral_sandbox_rec_release(&r);
+  is_errno(corral_store_sandbox_set_network(store, "nope", "{}", &e_), ENOENT, "set_network unknown: ENOENT");
   is_zero(corral_store_sandbox_set_ended(store, "sb2", "timeout", 5000, &e_), "set_ended sb2");
   is_errno(corral_store_sandbox_set_ended(store, "nope", "x", 1, &e_), ENOENT, "set_ended unknown: ENOENT");
   ok(corral_store_sandbox_get(store, "sb2", &r, NULL) == 0 && strcmp(r.state, "ended") == 0 && r.end_reason
@@ -400,6 +408,38 @@ static void test_sandboxes(void)
   is_str(sql("SELECT count(*) FROM events WHERE sandbox = 'sb2'"), "0", "sb2's events went with it");
   is_list(NULL, NULL, "sb3,sb1", "running sandboxes are left");
   is_int(corral_store_sandbox_purge(store, INT64_MAX, NULL), 0, "nothing left to purge");
+}
+
+/* A database made by the first schema (before sandboxes had a network
+ * column) is migrated on open and keeps its rows. */
+static void test_migration(void)
+{
+  char dir[] = TMP_PREFIX "XXXXXX", path[96];
+  sqlite3 *db = NULL;
+  corral_store_t *s2 = NULL;
+  corral_sandbox_rec_t r = { 0 };
+  if (!mkdtemp(dir))
+    return (void) ok(false, "mkdtemp");
+  snprintf(path, sizeof(path), "%s/corral.db", dir);
+  ok(sqlite3_open(path, &db) == SQLITE_OK
+         && sqlite3_exec(db,
+                         "CREATE TABLE sandboxes (id TEXT PRIMARY KEY, tenant TEXT, template TEXT, state TEXT NOT "
+                         "NULL, end_reason TEXT, created_ms INTEGER NOT NULL DEFAULT 0, expires_ms INTEGER NOT NULL "
+                         "DEFAULT 0, ended_ms INTEGER NOT NULL DEFAULT 0, metadata TEXT, limits TEXT, env TEXT, "
+                         "runtime TEXT);"
+                         "INSERT INTO sandboxes (id, tenant, state) VALUES ('old', 'acme', 'running');"
+                         "PRAGMA user_version = 1;",
+                         NULL, NULL, NULL) == SQLITE_OK,
+     "a version 1 database");
+  sqlite3_close(db);
+  is_zero(corral_store_open(dir, &s2, &e_), "open migrates it");
+  ok(s2 && corral_store_sandbox_get(s2, "old", &r, NULL) == 0 && strcmp(r.tenant, "acme") == 0 && !r.network_json,
+     "its sandbox row is still there, with no network policy");
+  corral_sandbox_rec_release(&r);
+  ok(s2 && corral_store_sandbox_set_network(s2, "old", "{}", NULL) == 0, "and takes one");
+  if (s2)
+    corral_store_close(s2);
+  ok(nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) == 0, "remove the migration test dir");
 }
 
 static void test_reopen(void)
@@ -512,6 +552,7 @@ int main(void)
   test_tenants();
   test_keys();
   test_sandboxes();
+  test_migration();
   test_reopen();
   test_threads();
   corral_store_close(store);

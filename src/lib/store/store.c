@@ -75,6 +75,8 @@ static const char *const migrations[] = {
   "CREATE INDEX audit_time ON audit(time_ms);"
   "CREATE INDEX audit_tenant ON audit(tenant, time_ms);"
   "CREATE INDEX audit_sandbox ON audit(sandbox, time_ms);",
+  /* 2: a sandbox's network policy (JSON), to re-apply on re-adoption. */
+  "ALTER TABLE sandboxes ADD COLUMN network TEXT;",
 };
 #define SCHEMA_VERSION ((int) (sizeof(migrations) / sizeof(migrations[0])))
 
@@ -703,7 +705,7 @@ void corral_keys_free(corral_key_t *v, size_t n)
 
 #define SANDBOX_COLS                                                                              \
   "id, tenant, template, state, end_reason, created_ms, expires_ms, ended_ms, metadata, limits, " \
-  "env, runtime"
+  "env, runtime, network"
 
 static int read_sandbox(sqlite3_stmt *st, void *elem)
 {
@@ -714,7 +716,8 @@ static int read_sandbox(sqlite3_stmt *st, void *elem)
   if (dup_col(st, 0, &r->id) < 0 || dup_col(st, 1, &r->tenant) < 0 || dup_col(st, 2, &r->template_name) < 0
       || dup_col(st, 3, &r->state) < 0 || dup_col(st, 4, &r->end_reason) < 0
       || dup_col(st, 8, &r->metadata_json) < 0 || dup_col(st, 9, &r->limits_json) < 0
-      || dup_col(st, 10, &r->env_json) < 0 || dup_col(st, 11, &r->runtime_json) < 0)
+      || dup_col(st, 10, &r->env_json) < 0 || dup_col(st, 11, &r->runtime_json) < 0
+      || dup_col(st, 12, &r->network_json) < 0)
     return -1;
   return 0;
 }
@@ -734,11 +737,11 @@ int corral_store_sandbox_put(corral_store_t *s, const corral_sandbox_rec_t *rec,
   sqlite3_stmt *st cleanup_stmt_reset = NULL;
   int r = corral__store_stmt(
       s, CORRAL__STMT_SANDBOX_PUT,
-      "INSERT INTO sandboxes (" SANDBOX_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+      "INSERT INTO sandboxes (" SANDBOX_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) "
       "ON CONFLICT(id) DO UPDATE SET tenant = excluded.tenant, template = excluded.template, "
       "state = excluded.state, end_reason = excluded.end_reason, created_ms = excluded.created_ms, "
       "expires_ms = excluded.expires_ms, ended_ms = excluded.ended_ms, metadata = excluded.metadata, "
-      "limits = excluded.limits, env = excluded.env, runtime = excluded.runtime",
+      "limits = excluded.limits, env = excluded.env, runtime = excluded.runtime, network = excluded.network",
       &st, err);
   if (r < 0)
     return r;
@@ -754,6 +757,7 @@ int corral_store_sandbox_put(corral_store_t *s, const corral_sandbox_rec_t *rec,
   bind_text(st, 10, rec->limits_json);
   bind_text(st, 11, rec->env_json);
   bind_text(st, 12, rec->runtime_json);
+  bind_text(st, 13, rec->network_json);
   return step_done(s, st, err, "put sandbox");
 }
 
@@ -839,6 +843,21 @@ int corral_store_sandbox_set_expiry(corral_store_t *s, const char *id, int64_t e
   return update_sandbox(s, st, id, err, "set expiry");
 }
 
+int corral_store_sandbox_set_network(corral_store_t *s, const char *id, const char *network_json, corral_error_t *err)
+{
+  if (s == NULL || id == NULL)
+    return corral_error_set(err, EINVAL, "set network: missing argument");
+  corral_store_t *guard cleanup_store_unlock = corral__store_lock(s);
+  sqlite3_stmt *st cleanup_stmt_reset = NULL;
+  int r = corral__store_stmt(s, CORRAL__STMT_SANDBOX_NETWORK, "UPDATE sandboxes SET network = ?2 WHERE id = ?1", &st,
+                             err);
+  if (r < 0)
+    return r;
+  bind_text(st, 1, id);
+  bind_text(st, 2, network_json);
+  return update_sandbox(s, st, id, err, "set network");
+}
+
 int corral_store_sandbox_set_ended(corral_store_t *s, const char *id, const char *reason, int64_t ended_ms,
                                    corral_error_t *err)
 {
@@ -888,6 +907,7 @@ void corral_sandbox_rec_release(corral_sandbox_rec_t *r)
   free(r->limits_json);
   free(r->env_json);
   free(r->runtime_json);
+  free(r->network_json);
   memset(r, 0, sizeof(*r));
 }
 

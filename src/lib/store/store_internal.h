@@ -32,6 +32,7 @@ enum corral__stmt_slot
   CORRAL__STMT_SANDBOX_PURGE,
   CORRAL__STMT_EVENT_ADD,
   CORRAL__STMT_AUDIT_INSERT,
+  CORRAL__STMT_SANDBOX_NETWORK,
   CORRAL__STMT_AUDIT_QUERY,             /* + mask: 1 tenant, 2 sandbox, 4 since */
   CORRAL__STMT_COUNT = CORRAL__STMT_AUDIT_QUERY + 8
 };
