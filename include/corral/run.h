@@ -26,6 +26,7 @@ extern "C" {
 #define CORRAL_DEFAULT_PIDS 1024
 #define CORRAL_MAX_BINDS 64
 #define CORRAL_MAX_ENV 256
+#define CORRAL_MAX_ALLOW 256
 
 typedef struct corral_bind_s {
   char *src;          /* host path */
@@ -50,6 +51,16 @@ typedef struct corral_config_s {
   size_t n_binds;
   int signal_fd;               /* -1, or a pipe: each byte read is a signal
                                   number to forward to the command */
+  /* Egress (docs/network.md): "none" (NULL), "allowlist" or "open".  Not
+   * none: corral_run serves the sandbox an HTTP proxy on its 127.0.0.1:3128
+   * and a SOCKS5 proxy on 127.0.0.1:1080 (HTTP_PROXY & co. are set) that
+   * allow only what the rules in allow[] say, from a thread of the caller. */
+  char *network;
+  char *allow[CORRAL_MAX_ALLOW + 1];  /* rules, NULL terminated */
+  const char *resolver_file;          /* names from this file, not DNS (tests) */
+  /* Called (on the proxy's thread) with one JSON record per connection. */
+  void (*net_audit)(void *cls, const char *json_record);
+  void *net_audit_cls;
 } corral_config_t;
 
 typedef enum {

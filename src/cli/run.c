@@ -25,12 +25,19 @@ static const char run_usage[] =
   "  --env K=V             set an environment variable (repeatable)\n"
   "  --workdir DIR         working directory inside (default /home/user)\n"
   "  --bind SRC:DST[:ro]   bind a host path into the sandbox (repeatable)\n"
-  "  --network none        network mode (only `none`: loopback only)\n"
+  "  --network MODE        none (default: loopback only), allowlist or open: egress only\n"
+  "                        through corral's proxy (HTTP_PROXY=127.0.0.1:3128, SOCKS5 on\n"
+  "                        127.0.0.1:1080), which allows what --allow lists (open: any\n"
+  "                        public destination) and never private ranges unless listed\n"
+  "  --allow RULE          allowlist/open rule: example.com, *.example.com, host:443,\n"
+  "                        203.0.113.7, 10.0.0.0/8 (repeatable; see docs/network.md)\n"
+  "  --net-log FILE|-      one JSON line per connection attempt (allowed or denied)\n"
   "  --hostname NAME       host name inside (default corral)\n"
   "  --result FILE|-       write a JSON result record to FILE (or stderr)\n";
 
 enum { OPT_ROOTFS = 256, OPT_ROOT, OPT_MEMORY, OPT_CPUS, OPT_PIDS, OPT_DISK, OPT_TIMEOUT, OPT_CPU_TIME,
-       OPT_ENV, OPT_WORKDIR, OPT_BIND, OPT_NETWORK, OPT_HOSTNAME, OPT_RESULT, OPT_HELP };
+       OPT_ENV, OPT_WORKDIR, OPT_BIND, OPT_NETWORK, OPT_HOSTNAME, OPT_RESULT, OPT_HELP, OPT_ALLOW,
+       OPT_NET_LOG };
 
 static const struct option run_options[] = {
   { "rootfs", required_argument, NULL, OPT_ROOTFS }, { "root", no_argument, NULL, OPT_ROOT },
@@ -40,8 +47,42 @@ static const struct option run_options[] = {
   { "env", required_argument, NULL, OPT_ENV }, { "workdir", required_argument, NULL, OPT_WORKDIR },
   { "bind", required_argument, NULL, OPT_BIND }, { "network", required_argument, NULL, OPT_NETWORK },
   { "hostname", required_argument, NULL, OPT_HOSTNAME }, { "result", required_argument, NULL, OPT_RESULT },
+  { "allow", required_argument, NULL, OPT_ALLOW }, { "net-log", required_argument, NULL, OPT_NET_LOG },
   { "help", no_argument, NULL, OPT_HELP }, { NULL, 0, NULL, 0 }
 };
+
+static FILE *net_log;
+
+static void log_connection(void *cls, const char *record)
+{
+  (void) cls;
+  fprintf(net_log, "%s\n", record);
+  fflush(net_log);
+}
+
+static int add_allow(corral_config_t *cfg, const char *arg, corral_error_t *err)
+{
+  size_t n = 0;
+  while (cfg->allow[n])
+    n++;
+  if (n >= CORRAL_MAX_ALLOW)
+    return corral_error_set(err, E2BIG, "too many --allow options (at most %d)", CORRAL_MAX_ALLOW);
+  if ((cfg->allow[n] = strdup(arg)) == NULL)
+    return corral_error_set(err, ENOMEM, "--allow");
+  cfg->allow[n + 1] = NULL;
+  return 0;
+}
+
+static int open_net_log(corral_config_t *cfg, const char *arg, corral_error_t *err)
+{
+  if (net_log && net_log != stderr)
+    fclose(net_log);
+  net_log = strcmp(arg, "-") == 0 ? stderr : fopen(arg, "ae");
+  if (!net_log)
+    return corral_error_set(err, errno, "--net-log `%s`", arg);
+  cfg->net_audit = log_connection;
+  return 0;
+}
 
 static int signal_pipe[2] = { -1, -1 };
 
@@ -155,9 +196,10 @@ static int parse_option(corral_config_t *cfg, int opt, const char *arg, const ch
     case OPT_WORKDIR: return set_path(&cfg->workdir, arg, "workdir", err);
     case OPT_BIND: return add_bind(cfg, arg, err);
     case OPT_NETWORK:
-      if (strcmp(arg, "none") == 0)
-        return 0;
-      return corral_error_set(err, ENOTSUP, "--network `%s` is not supported (available: none)", arg);
+      free(cfg->network);
+      return (cfg->network = strdup(arg)) ? 0 : corral_error_set(err, ENOMEM, "--network");
+    case OPT_ALLOW: return add_allow(cfg, arg, err);
+    case OPT_NET_LOG: return open_net_log(cfg, arg, err);
     case OPT_HOSTNAME: return set_path(&cfg->hostname, arg, "hostname", err);
     case OPT_RESULT: *result = arg; return 0;
     default: return corral_error_set(err, EINVAL, "unknown option (see corral run --help)");
@@ -219,6 +261,7 @@ int corral_cli_run(int argc, char **argv)
         }
     }
   cfg.argv = argv + optind;
+  cfg.resolver_file = getenv("CORRAL_RESOLVER_FILE"); /* tests: names without DNS */
   install_forwarding(&cfg);
   if (corral_run(&cfg, &res, &err) < 0)
     fprintf(stderr, "corral: %s\n", corral_error_message(err));

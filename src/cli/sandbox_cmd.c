@@ -10,25 +10,30 @@
 static const char sandbox_usage[] =
   "usage: corral sandbox COMMAND [OPTIONS]\n\n"
   "  create [--template T] [--timeout SECONDS] [--memory SIZE] [--cpus N] [--pids N]\n"
-  "         [--disk SIZE] [--metadata K=V]... [--env K=V]... [--json]\n"
-  "                              start a sandbox and print its id\n"
+  "         [--disk SIZE] [--metadata K=V]... [--env K=V]... [--network MODE] [--allow RULE]...\n"
+  "         [--json]            start a sandbox and print its id\n"
   "  list [--state running|ended] [--metadata K=V]... [--json]\n"
   "                              list sandboxes, newest first\n"
   "  info ID [--json]            show one sandbox\n"
   "  kill ID                     end a sandbox and free everything\n"
-  "  timeout ID SECONDS [--json] end the sandbox SECONDS from now; prints the new expiry\n\n"
+  "  timeout ID SECONDS [--json] end the sandbox SECONDS from now; prints the new expiry\n"
+  "  network ID MODE [--allow RULE]... [--json]\n"
+  "                              change its egress: none, allowlist (only what --allow lists) or\n"
+  "                              open (any public destination); see docs/network.md\n\n"
   "common options: --url URL (or CORRAL_URL; unix:/path for a socket), --api-key KEY (or CORRAL_API_KEY)\n";
 
 static const char create_usage[] =
   "usage: corral sandbox create [--template T] [--timeout SECONDS] [--memory SIZE] [--cpus N] [--pids N]\n"
-  "                             [--disk SIZE] [--metadata K=V]... [--env K=V]... [--json]\n";
+  "                             [--disk SIZE] [--metadata K=V]... [--env K=V]... [--network MODE]\n"
+  "                             [--allow RULE]... [--json]\n";
 static const char list_usage[] = "usage: corral sandbox list [--state running|ended] [--metadata K=V]... [--json]\n";
 static const char info_usage[] = "usage: corral sandbox info ID [--json]\n";
 static const char kill_usage[] = "usage: corral sandbox kill ID\n";
 static const char timeout_usage[] = "usage: corral sandbox timeout ID SECONDS [--json]\n";
+static const char network_usage[] = "usage: corral sandbox network ID none|allowlist|open [--allow RULE]... [--json]\n";
 
 enum { OPT_TEMPLATE = CORRAL_OPT_FIRST_FREE, OPT_TIMEOUT, OPT_MEMORY, OPT_CPUS, OPT_PIDS, OPT_DISK,
-       OPT_METADATA, OPT_ENV, OPT_STATE };
+       OPT_METADATA, OPT_ENV, OPT_STATE, OPT_NETWORK, OPT_ALLOW };
 
 static const struct option sandbox_options[] = {
   CORRAL_REMOTE_OPTIONS, { "json", no_argument, NULL, CORRAL_OPT_JSON },
@@ -36,13 +41,15 @@ static const struct option sandbox_options[] = {
   { "memory", required_argument, NULL, OPT_MEMORY }, { "cpus", required_argument, NULL, OPT_CPUS },
   { "pids", required_argument, NULL, OPT_PIDS }, { "disk", required_argument, NULL, OPT_DISK },
   { "metadata", required_argument, NULL, OPT_METADATA }, { "env", required_argument, NULL, OPT_ENV },
-  { "state", required_argument, NULL, OPT_STATE }, { NULL, 0, NULL, 0 }
+  { "state", required_argument, NULL, OPT_STATE }, { "network", required_argument, NULL, OPT_NETWORK },
+  { "allow", required_argument, NULL, OPT_ALLOW }, { NULL, 0, NULL, 0 }
 };
 
 /* Each subcommand names the options it takes. */
 #define BIT(opt) (1u << ((opt) - CORRAL_OPT_JSON))
 #define CREATE_OPTS (BIT(CORRAL_OPT_JSON) | BIT(OPT_TEMPLATE) | BIT(OPT_TIMEOUT) | BIT(OPT_MEMORY) | BIT(OPT_CPUS) \
-                     | BIT(OPT_PIDS) | BIT(OPT_DISK) | BIT(OPT_METADATA) | BIT(OPT_ENV))
+                     | BIT(OPT_PIDS) | BIT(OPT_DISK) | BIT(OPT_METADATA) | BIT(OPT_ENV) | BIT(OPT_NETWORK)         \
+                     | BIT(OPT_ALLOW))
 #define LIST_OPTS (BIT(CORRAL_OPT_JSON) | BIT(OPT_STATE) | BIT(OPT_METADATA))
 
 /* What the options of any sandbox subcommand asked for. */
@@ -132,6 +139,15 @@ static int take_option(struct sandbox_args *a, int opt, const char *arg)
       return corral_kv_set(child(a->create, "metadata"), arg, "--metadata") < 0 ? CORRAL_EXIT_USAGE : 0;
     case OPT_ENV: return corral_kv_set(child(a->create, "env"), arg, "--env") < 0 ? CORRAL_EXIT_USAGE : 0;
     case OPT_STATE: a->state = arg; return 0;
+    case OPT_NETWORK: json_object_set_new(child(a->create, "network"), "mode", json_string(arg)); return 0;
+    case OPT_ALLOW:
+      {
+        json_t *net = child(a->create, "network"), *allow = json_object_get(net, "allow");
+        if (!allow)
+          json_object_set_new(net, "allow", allow = json_array());
+        json_array_append_new(allow, json_string(arg));
+        return 0;
+      }
     default: return 0;
     }
 }
@@ -278,6 +294,16 @@ static void print_object_line(const char *label, json_t *obj)
   printf("%s\n", first ? "-" : "");
 }
 
+static void print_network(json_t *net)
+{
+  size_t i;
+  json_t *r;
+  printf("%-12s%s", "network:", json_string_value(json_object_get(net, "mode")) ?: "none");
+  json_array_foreach(json_object_get(net, "allow"), i, r)
+    printf("%s%s", i ? " " : " allow ", json_string_value(r));
+  printf("\n");
+}
+
 static void print_sandbox(const json_t *sb)
 {
   static const char *const fields[] = { "id", "state", "template", "tenant", "created_at",
@@ -290,6 +316,7 @@ static void print_sandbox(const json_t *sb)
     }
   print_object_line("metadata:", json_object_get(sb, "metadata"));
   print_object_line("limits:", json_object_get(sb, "limits"));
+  print_network(json_object_get(sb, "network"));
 }
 
 static int cmd_info(struct sandbox_args *a)
@@ -347,6 +374,28 @@ static int cmd_timeout(struct sandbox_args *a)
   return 0;
 }
 
+static int cmd_network(struct sandbox_args *a)
+{
+  json_t *res = NULL;
+  int rc = check_args(a, BIT(CORRAL_OPT_JSON) | BIT(OPT_ALLOW), 2);
+  if (rc)
+    return rc;
+  json_t *body = json_deep_copy(child(a->create, "network"));
+  json_object_set_new(body, "mode", json_string(a->rest[1]));
+  char *id = corral_remote_escape(a->rest[0]);
+  rc = corral_remote_json("PUT", body, &res, "/v1/sandboxes/%s/network", id);
+  free(id);
+  json_decref(body);
+  if (rc < 0)
+    return CORRAL_EXIT_FAIL;
+  if (a->json)
+    corral_print_json(res);
+  else
+    print_network(res);
+  json_decref(res);
+  return 0;
+}
+
 static const struct {
   const char *name;
   const char *usage;
@@ -354,7 +403,7 @@ static const struct {
 } sandbox_commands[] = {
   { "create", create_usage, cmd_create }, { "list", list_usage, cmd_list }, { "ls", list_usage, cmd_list },
   { "info", info_usage, cmd_info }, { "kill", kill_usage, cmd_kill }, { "rm", kill_usage, cmd_kill },
-  { "timeout", timeout_usage, cmd_timeout },
+  { "timeout", timeout_usage, cmd_timeout }, { "network", network_usage, cmd_network },
 };
 
 int corral_cli_sandbox(int argc, char **argv)

@@ -12,7 +12,7 @@ static void usage(FILE *out)
 {
   fputs("usage: corrald [--listen ADDR:PORT] [--socket PATH] [--state-dir DIR] [--foreground]\n"
         "               [--agent PATH] [--max-timeout SECONDS] [--retention SECONDS] [--pool N] [--preload M,..]\n"
-        "               [--metrics-public]\n\n"
+        "               [--metrics-public] [--resolver-file PATH]\n\n"
         "  --listen ADDR:PORT   HTTP address (default 127.0.0.1:7070; \"\" disables)\n"
         "  --socket PATH        unix socket (default STATE_DIR/corrald.sock; \"\" disables)\n"
         "  --state-dir DIR      database, audit log, admin key (default /var/lib/corral)\n"
@@ -24,6 +24,8 @@ static void usage(FILE *out)
         "                       source tree's runners/, found beside the binary)\n"
         "  --preload MODULES    Python modules (comma-separated) the pooled sandboxes' default\n"
         "                       code context imports ahead, e.g. numpy,pandas,matplotlib.pyplot\n"
+        "  --resolver-file PATH the egress proxy resolves names from this file (\"name addr...\"\n"
+        "                       lines) instead of DNS: for tests\n"
         "environment: CORRAL_ADMIN_KEY (else generated into STATE_DIR/admin.key)\n", out);
 }
 
@@ -54,7 +56,9 @@ int main(int argc, char **argv)
     { "state-dir", required_argument, NULL, 'd' },   { "foreground", no_argument, NULL, 'f' },
     { "agent", required_argument, NULL, 'a' },       { "max-timeout", required_argument, NULL, 'm' },
     { "retention", required_argument, NULL, 'r' },   { "metrics-public", no_argument, NULL, 'p' },
-    { "pool", required_argument, NULL, 'P' },        { "preload", required_argument, NULL, 'I' },     { "runners", required_argument, NULL, 'R' },        { "help", no_argument, NULL, 'h' },              { NULL, 0, NULL, 0 },
+    { "pool", required_argument, NULL, 'P' },        { "preload", required_argument, NULL, 'I' },
+    { "runners", required_argument, NULL, 'R' },     { "resolver-file", required_argument, NULL, 'N' },
+    { "help", no_argument, NULL, 'h' },              { NULL, 0, NULL, 0 },
   };
   corral_daemon_options_t o;
   corral_error_t err = NULL;
@@ -80,6 +84,7 @@ int main(int argc, char **argv)
       case 'p': o.metrics_public = true; break;
       case 'I': o.context_preload = optarg; break;
       case 'R': o.runners_dir = optarg; break;
+      case 'N': o.resolver_file = optarg; break;
       case 'P':
         {
           char *end;

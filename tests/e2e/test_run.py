@@ -429,7 +429,7 @@ def test_cgroup_v2_path_join_kill_remove():
     (["--bind", "/etc:relative", "--", "true"], "invalid bind"),
     (["--bind", "/does/not/exist:/x", "--", "true"], "bind source"),
     (["--env", "1BAD=x", "--", "true"], "invalid environment"),
-    (["--network", "host", "--", "true"], "not supported"),
+    (["--network", "host", "--", "true"], "network mode"),
     (["--hostname", "bad name!", "--", "true"], "invalid hostname"),
     (["--bogus", "--", "true"], "unknown option"),
     (["--memory"], "missing value"),

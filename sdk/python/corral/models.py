@@ -30,6 +30,7 @@ class SandboxInfo:
     end_reason: Optional[str]           #: ``killed``, ``timeout``, ``oom``, ``error``, ...
     metadata: Dict[str, str] = field(default_factory=dict)
     limits: Dict[str, Any] = field(default_factory=dict)
+    network: Dict[str, Any] = field(default_factory=dict)  #: ``{"mode": ..., "allow": [...]}``
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -46,7 +47,8 @@ class SandboxInfo:
                    tenant=d.get("tenant"), created_at=parse_time(d.get("created_at")),
                    expires_at=parse_time(d.get("expires_at")), ended_at=parse_time(d.get("ended_at")),
                    end_reason=d.get("end_reason"), metadata=d.get("metadata") or {},
-                   limits=d.get("limits") or {}, raw=d)
+                   limits=d.get("limits") or {}, network=d.get("network") or {"mode": "none", "allow": []},
+                   raw=d)
 
 
 @dataclass

@@ -70,7 +70,7 @@ class Sandbox:
 
     @classmethod
     def create(cls, template="base", timeout=300, metadata=None, envs=None, memory_mb=None, cpus=None,
-               pids=None, disk_mb=None, api_key=None, url=None, request_timeout=60.0):
+               pids=None, disk_mb=None, network=None, allow=None, api_key=None, url=None, request_timeout=60.0):
         """Start a new sandbox and return it.
 
         :param template: only ``"base"`` today.
@@ -79,6 +79,9 @@ class Sandbox:
         :param envs: environment variables given to every command.
         :param memory_mb: memory limit (16..65536); ``cpus`` CPU quota (0.01..64);
             ``pids`` process limit; ``disk_mb`` size of each of ``/tmp`` and ``/home/user``.
+        :param network: egress mode, ``"none"`` (default), ``"allowlist"`` or ``"open"``;
+            ``allow`` its rules (``"pypi.org"``, ``"*.example.com"``, ``"host:443"``,
+            ``"10.0.0.0/8"``); see :meth:`set_network`.
         :param request_timeout: socket timeout of ordinary API calls, in seconds.
         :raises QuotaExceededError: the tenant is at its quota.
         :raises InvalidArgumentError: a limit is out of range.
@@ -95,6 +98,8 @@ class Sandbox:
                                     ("disk_mb", disk_mb)) if v is not None}
         if limits:
             body["limits"] = limits
+        if network is not None or allow:
+            body["network"] = {"mode": network or "allowlist", "allow": list(allow or [])}
         d = t.call("POST", "/v1/sandboxes", json=body, timeout=None)
         return cls(d["id"], t, SandboxInfo.from_json(d))
 
@@ -143,6 +148,15 @@ class Sandbox:
                          json={"timeout_s": int(seconds)})
         self._info = SandboxInfo.from_json(d) if d else None
         return self._info
+
+    @_class_or_instance
+    def set_network(self, mode, allow=None):
+        """Replace the sandbox's egress policy (also ``Sandbox.set_network(id, mode, allow)``):
+        ``"none"``, ``"allowlist"`` (only the ``allow`` rules) or ``"open"`` (any public
+        destination; private ranges still refused unless listed).  Open connections the
+        new policy refuses are closed.  Returns the policy now in force (a dict)."""
+        return self._t.call("PUT", self._t.path("/v1/sandboxes/{}/network", self._id),
+                            json={"mode": mode, "allow": list(allow or [])})
 
     @_class_or_instance
     def kill(self):

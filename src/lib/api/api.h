@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <corral/daemon.h>
+#include <corral/net.h>
 #include <corral/store.h>
 #include "../sandbox/box.h"
 #include "../guest/proto.h"
@@ -58,6 +59,7 @@ struct daemon
   struct ctx *ctxs;         /* code contexts of every sandbox (guarded by lock) */
   unsigned char token_secret[32]; /* signs per-sandbox access tokens (E2B's envd tokens) */
   struct e2b_state *e2b;    /* the E2B front end's own state (src/lib/e2b/) */
+  corral_proxy_t *proxy;    /* egress of sandboxes with a network policy (network.c) */
 };
 
 /* ---- a request (http.c) ---- */
@@ -156,6 +158,12 @@ size_t registry_count(struct daemon *d);
 int registry_claim(struct daemon *d, const char *tenant, uint64_t memory_mb, int64_t expires_ms, json_t *env,
                    char id[32], char **runtime_json, corral_error_t *err);
 size_t registry_pooled(struct daemon *d, bool ready_only);
+/* PID 1 of a running sandbox (any tenant), or 0. */
+pid_t registry_pid(struct daemon *d, const char *id);
+/* The tenant of a sandbox into buf ("" when unknown). */
+void registry_tenant(struct daemon *d, const char *id, char *buf, size_t size);
+/* Merge vars (an object of strings) into a running sandbox's env. */
+void registry_add_env(struct daemon *d, const char *id, json_t *vars);
 void registry_warmed(struct daemon *d, const char *id);
 
 /* ---- pool.c: sandboxes made ahead of demand ---- */
@@ -234,6 +242,7 @@ struct create_req
   char template_name[64];
   uint64_t timeout_s;
   json_t *metadata, *env; /* objects of strings (new references) */
+  corral_net_policy_t *network; /* NULL: none */
   uint64_t memory_mb, pids, disk_mb, cpu_millis;
 };
 int decode_create(json_t *body, uint64_t max_timeout_s, struct create_req *out, char *why, size_t why_size);
@@ -255,6 +264,20 @@ void exec_req_release(struct exec_req *e);
 int decode_signal(json_t *v);
 const char *signal_name(int sig);
 bool valid_env_name(const char *k);
+
+/* ---- network.c: egress policies through the proxy ---- */
+int network_start(struct daemon *d, corral_error_t *err);
+void network_stop(struct daemon *d);
+/* The API's `network` (an object, or a mode name) to a policy; NULL when
+ * absent; -1 with why when invalid. */
+int network_decode(json_t *v, corral_net_policy_t **out, char *why, size_t why_size);
+/* Give a running sandbox this policy (its listeners made the first time
+ * one is not `none`); persist: record it for re-adoption. */
+int network_apply(struct daemon *d, const char *id, corral_net_policy_t *policy, bool persist, corral_error_t *err);
+void network_forget(struct daemon *d, const char *id);
+void network_readopt(struct daemon *d, const char *id, const char *network_json);
+json_t *network_json(const char *network_json_text);
+int route_sandbox_network(struct req *r);
 
 /* ---- metrics.c ---- */
 void metrics_init(struct daemon *d);

@@ -291,17 +291,20 @@ int corral_daemon_run(const corral_daemon_options_t *o, corral_error_t *err)
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   metrics_init(&d);
   pthread_cond_init(&d.pool_cond, NULL);
-  if (open_state(&d, err) < 0 || registry_start(&d, err) < 0 || pool_start(&d, err) < 0)
+  if (open_state(&d, err) < 0 || network_start(&d, err) < 0 || registry_start(&d, err) < 0
+      || pool_start(&d, err) < 0)
     goto fail;
   int r = serve(&d, err);
   pool_stop(&d);
   registry_stop(&d);
+  network_stop(&d);
   release(&d);
   return r;
 fail:
   pool_stop(&d);
   if (d.lifecycle_started)
     registry_stop(&d);
+  network_stop(&d);
   release(&d);
   return -1;
 }

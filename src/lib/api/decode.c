@@ -127,7 +127,8 @@ int decode_create(json_t *body, uint64_t max_timeout_s, struct create_req *out, 
     return -1;
   if (string_map(json_object_get(body, "metadata"), "metadata", MAX_METADATA, false, &out->metadata, w, ws) < 0)
     return -1;
-  if (string_map(json_object_get(body, "env"), "env", MAX_ENV, true, &out->env, w, ws) < 0)
+  if (string_map(json_object_get(body, "env"), "env", MAX_ENV, true, &out->env, w, ws) < 0
+      || network_decode(json_object_get(body, "network"), &out->network, w, ws) < 0)
     {
       create_req_release(out);
       return -1;
@@ -140,6 +141,8 @@ void create_req_release(struct create_req *c)
   json_decref(c->metadata);
   json_decref(c->env);
   c->metadata = c->env = NULL;
+  corral_net_policy_unref(c->network);
+  c->network = NULL;
 }
 
 static void strv_free(char **v)

@@ -225,6 +225,7 @@ static const struct route routes[] = {
   { "GET", "/v1/sandboxes/*", route_sandbox_get, 0, NULL, NULL },
   { "DELETE", "/v1/sandboxes/*", route_sandbox_delete, 0, NULL, NULL },
   { "POST", "/v1/sandboxes/*/timeout", route_sandbox_timeout, 0, NULL, NULL },
+  { "PUT", "/v1/sandboxes/*/network", route_sandbox_network, 0, NULL, NULL },
   { "POST", "/v1/sandboxes/*/commands", route_command_start, 0, NULL, NULL },
   { "GET", "/v1/sandboxes/*/commands", route_command_list, 0, NULL, NULL },
   { "GET", "/v1/sandboxes/*/commands/*", route_command_attach, 0, NULL, NULL },

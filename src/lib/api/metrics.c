@@ -167,6 +167,23 @@ char *metrics_render(struct daemon *d)
           atomic_load(&m->timeout_commands) + atomic_load(&m->ended[1]));
   counter(&t, "corral_seccomp_denials_total", "System calls the sandboxes' seccomp policy refused (EPERM list).",
           atomic_load(&m->seccomp_denials));
+  corral_proxy_stats_t ps = { 0 };
+  if (d->proxy)
+    corral_proxy_stats(d->proxy, NULL, &ps);
+  put(&t, "# HELP corral_egress_connections_total Connections sandboxes made through the egress proxy, by "
+          "outcome.\n# TYPE corral_egress_connections_total counter\n"
+          "corral_egress_connections_total{result=\"allowed\"} %llu\n"
+          "corral_egress_connections_total{result=\"denied\"} %llu\n"
+          "corral_egress_connections_total{result=\"failed\"} %llu\n",
+      (unsigned long long) ps.connections_allowed, (unsigned long long) ps.connections_denied,
+      (unsigned long long) ps.connections_failed);
+  put(&t, "# HELP corral_egress_bytes_total Bytes relayed by the egress proxy.\n"
+          "# TYPE corral_egress_bytes_total counter\n"
+          "corral_egress_bytes_total{direction=\"up\"} %llu\ncorral_egress_bytes_total{direction=\"down\"} %llu\n",
+      (unsigned long long) ps.bytes_up, (unsigned long long) ps.bytes_down);
+  put(&t, "# HELP corral_egress_connections_active Open connections through the egress proxy.\n"
+          "# TYPE corral_egress_connections_active gauge\ncorral_egress_connections_active %llu\n",
+      (unsigned long long) ps.connections_active);
   put(&t, "# HELP corral_api_errors_total API errors by code.\n# TYPE corral_api_errors_total counter\n");
   for (size_t i = 0; i < N_CODES; i++)
     put(&t, "corral_api_errors_total{code=\"%s\"} %llu\n", codes[i], (unsigned long long) atomic_load(&m->errors[i]));

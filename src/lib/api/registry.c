@@ -164,6 +164,34 @@ static int check_quota_locked(struct daemon *d, const corral_tenant_t *t, uint64
   return 0;
 }
 
+pid_t registry_pid(struct daemon *d, const char *id)
+{
+  pid_t pid = 0;
+  pthread_mutex_lock(&d->lock);
+  struct sbx *s = find_locked(d, id);
+  if (s && !s->starting && !s->finalizing)
+    pid = s->box.pid;
+  pthread_mutex_unlock(&d->lock);
+  return pid;
+}
+
+void registry_tenant(struct daemon *d, const char *id, char *buf, size_t size)
+{
+  pthread_mutex_lock(&d->lock);
+  struct sbx *s = find_locked(d, id);
+  snprintf(buf, size, "%s", s && s->tenant ? s->tenant : "");
+  pthread_mutex_unlock(&d->lock);
+}
+
+void registry_add_env(struct daemon *d, const char *id, json_t *vars)
+{
+  pthread_mutex_lock(&d->lock);
+  struct sbx *s = find_locked(d, id);
+  if (s && s->env)
+    json_object_update(s->env, vars);
+  pthread_mutex_unlock(&d->lock);
+}
+
 size_t registry_pooled(struct daemon *d, bool ready_only)
 {
   size_t n = 0;
@@ -363,6 +391,7 @@ static void finalize(struct daemon *d, struct sbx *s)
     }
   corral_store_event_add(d->store, s->id, "ended", NULL, NULL);
   contexts_forget(d, s->id);
+  network_forget(d, s->id);
   metrics_ended(d, reason);
   api_audit(d, json_pack("{s:s, s:s, s:s, s:s}", "action", "sandbox.end", "tenant", s->tenant, "sandbox", s->id,
                          "reason", reason));
@@ -477,6 +506,7 @@ static void adopt_live(struct daemon *d, corral_sandbox_rec_t *rec, struct corra
   watch(d, s);
   pthread_mutex_unlock(&d->lock);
   corral_store_event_add(d->store, rec->id, "adopted", NULL, NULL);
+  network_readopt(d, rec->id, rec->network_json);
   api_log(d, "sandbox %s re-adopted (pid %d)", rec->id, box->pid);
 }
 

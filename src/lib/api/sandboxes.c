@@ -36,11 +36,12 @@ json_t *sandbox_json(const corral_sandbox_rec_t *rec)
   api_time(rec->expires_ms, expires, sizeof(expires));
   api_time(rec->ended_ms, ended, sizeof(ended));
   bool running = strcmp(rec->state, "running") == 0;
-  return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "id", rec->id, "state", rec->state,
+  return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o}", "id", rec->id, "state", rec->state,
                    "template", rec->template_name, "tenant", rec->tenant, "created_at", created, "expires_at",
                    expires, "ended_at", running ? json_null() : json_string(ended), "end_reason",
                    rec->end_reason ? json_string(rec->end_reason) : json_null(), "metadata",
-                   loads_or(rec->metadata_json, json_object()), "limits", loads_or(rec->limits_json, json_object()));
+                   loads_or(rec->metadata_json, json_object()), "limits", loads_or(rec->limits_json, json_object()),
+                   "network", network_json(rec->network_json));
 }
 
 /* The record of a sandbox this request may see, or respond 404: another
@@ -230,6 +231,14 @@ int sandbox_create(struct req *r, const struct create_req *c, corral_sandbox_rec
           corral_error_release(&err);
           return -1;
         }
+    }
+  if (c->network && corral_net_policy_mode(c->network) != CORRAL_NET_NONE
+      && network_apply(r->d, id, c->network, true, &err) < 0)
+    {
+      registry_end(r->d, id, "error");
+      api_fail_err(r, err, "network");
+      corral_error_release(&err);
+      return -1;
     }
   metrics_create(r->d, corral__now_us() - r->t0_us);
   corral_store_event_add(r->d->store, id, "created", NULL, NULL);

@@ -59,11 +59,12 @@ static int string_map(struct req *r, json_t *body, const char *key, json_t **out
 /* Options corral cannot honour are refused, not silently dropped. */
 static int refuse_unsupported(struct req *r, json_t *body)
 {
-  static const char *const keys[] = { "autoPause", "mcp", "volumeMounts", "autoResume" };
+  static const char *const keys[] = { "autoPause", "mcp", "volumeMounts", "autoResume", "network", "iam" };
   for (size_t i = 0; i < sizeof(keys) / sizeof(*keys); i++)
     {
       json_t *v = json_object_get(body, keys[i]);
-      if (v && !json_is_null(v) && !json_is_false(v) && !(json_is_array(v) && json_array_size(v) == 0))
+      if (v && !json_is_null(v) && !json_is_false(v) && !(json_is_array(v) && json_array_size(v) == 0)
+          && !(json_is_object(v) && json_object_size(v) == 0))
         return api_fail(r, 400, "invalid_argument", "corral does not support `%s` yet", keys[i]), -1;
     }
   return 0;
@@ -87,6 +88,10 @@ static int decode_new_sandbox(struct req *r, json_t *body, struct create_req *c)
     json_object_set_new(native, "env", env);
   if (timeout && !json_is_null(timeout))
     json_object_set(native, "timeout_s", timeout);
+  /* E2B's internet access is corral's `open` egress (public destinations,
+   * through the audited proxy); corral's default stays no network. */
+  if (json_is_true(json_object_get(body, "allow_internet_access")))
+    json_object_set_new(native, "network", json_string("open"));
   int bad = decode_create(native, r->d->opt.max_timeout_s, c, why, sizeof(why));
   json_decref(native);
   if (bad < 0)

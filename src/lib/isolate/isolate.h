@@ -74,6 +74,11 @@ int corral__setup_rootfs(const corral_config_t *cfg, const struct corral__source
 
 /* ---- net.c ---- */
 int corral__loopback_up(corral_error_t *err);
+/* Listening TCP sockets on 127.0.0.1:ports[i] inside the network namespace
+ * of process pid (created from a short-lived thread that enters it), for
+ * the caller to serve from outside.  Needs CAP_SYS_ADMIN over that
+ * namespace (root). */
+int corral__netns_listen(pid_t pid, const uint16_t *ports, int *fds, size_t n, corral_error_t *err);
 
 /* ---- seccomp.c ---- */
 struct corral__seccomp

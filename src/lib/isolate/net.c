@@ -1,8 +1,15 @@
-/* Network of a `none` sandbox: its own network namespace holding only a
- * loopback interface, brought up so that local servers and clients inside
- * the sandbox work.  No route leads anywhere else. */
+/* Network of a sandbox: its own network namespace holding only a loopback
+ * interface, brought up so that local servers and clients inside the
+ * sandbox work.  No route leads anywhere else; the egress proxy (src/lib/net)
+ * is reached through listening sockets that corral creates on that loopback
+ * from outside (corral__netns_listen). */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <net/if.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -22,5 +29,76 @@ int corral__loopback_up(corral_error_t *err)
   ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
   if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
     return corral_error_set(err, errno, "bring loopback up");
+  return 0;
+}
+
+/* ---- listeners inside a sandbox's network namespace ---- */
+
+struct ns_listen
+{
+  int nsfd;
+  const uint16_t *ports;
+  int *fds;
+  size_t n;
+  int err_no;
+  const char *what;
+};
+
+static int listen_loopback(uint16_t port)
+{
+  struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+  int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(fd, (struct sockaddr *) &a, sizeof(a)) < 0 || listen(fd, 128) < 0)
+    {
+      int e = errno;
+      close(fd);
+      errno = e;
+      return -1;
+    }
+  return fd;
+}
+
+/* A thread of its own enters the namespace: a network namespace is per
+ * thread, so no other thread of the caller ever runs inside the sandbox's,
+ * and the thread's end leaves it. */
+static void *listen_in_ns(void *arg)
+{
+  struct ns_listen *l = arg;
+  if (setns(l->nsfd, CLONE_NEWNET) < 0)
+    {
+      l->err_no = errno, l->what = "enter the sandbox's network namespace";
+      return NULL;
+    }
+  for (size_t i = 0; i < l->n; i++)
+    if ((l->fds[i] = listen_loopback(l->ports[i])) < 0)
+      {
+        l->err_no = errno, l->what = "listen on the sandbox's loopback";
+        while (i-- > 0)
+          close(l->fds[i]), l->fds[i] = -1;
+        return NULL;
+      }
+  return NULL;
+}
+
+int corral__netns_listen(pid_t pid, const uint16_t *ports, int *fds, size_t n, corral_error_t *err)
+{
+  char path[64];
+  pthread_t t;
+  snprintf(path, sizeof(path), "/proc/%d/ns/net", (int) pid);
+  cleanup_close int nsfd = open(path, O_RDONLY | O_CLOEXEC);
+  if (nsfd < 0)
+    return corral_error_set(err, errno, "open %s", path);
+  for (size_t i = 0; i < n; i++)
+    fds[i] = -1;
+  struct ns_listen l = { .nsfd = nsfd, .ports = ports, .fds = fds, .n = n };
+  int e = pthread_create(&t, NULL, listen_in_ns, &l);
+  if (e)
+    return corral_error_set(err, e, "start a thread for the sandbox's network namespace");
+  pthread_join(t, NULL);
+  if (l.err_no)
+    return corral_error_set(err, l.err_no, "%s", l.what);
   return 0;
 }

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <corral/net.h>
 #include <corral/run.h>
+#include "sandbox.h"
 #include "../common/utils.h"
 
 void corral_config_init(corral_config_t *cfg)
@@ -30,9 +32,39 @@ void corral_config_release(corral_config_t *cfg)
     }
   for (size_t i = 0; cfg->env[i]; i++)
     free(cfg->env[i]);
+  for (size_t i = 0; cfg->allow[i]; i++)
+    free(cfg->allow[i]);
+  free(cfg->network);
+  cfg->network = NULL;
+  cfg->allow[0] = NULL;
   cfg->rootfs = cfg->workdir = cfg->hostname = NULL;
   cfg->n_binds = 0;
   cfg->env[0] = NULL;
+}
+
+int corral__config_policy(const corral_config_t *cfg, corral_net_policy_t **out, corral_error_t *err)
+{
+  corral_net_mode_t mode = CORRAL_NET_NONE;
+  corral_net_policy_t *p = NULL;
+  if (out)
+    *out = NULL;
+  if (cfg->network && corral_net_mode_parse(cfg->network, &mode, err) < 0)
+    return corral_error_wrap(err, "--network");
+  if (mode == CORRAL_NET_NONE)
+    return cfg->allow[0] ? corral_error_set(err, EINVAL, "--allow needs --network allowlist or open") : 0;
+  if (corral_net_policy_new(mode, &p, err) < 0)
+    return -1;
+  for (size_t i = 0; cfg->allow[i]; i++)
+    if (corral_net_policy_add_rule(p, cfg->allow[i], err) < 0)
+      {
+        corral_net_policy_unref(p);
+        return corral_error_wrap(err, "--allow");
+      }
+  if (out)
+    *out = p;
+  else
+    corral_net_policy_unref(p);
+  return 0;
 }
 
 static bool valid_hostname(const char *h)
@@ -74,6 +106,8 @@ int corral_config_validate(const corral_config_t *cfg, corral_error_t *err)
     return corral_error_set(err, ERANGE, "memory limit must be at least 4M");
   if (cfg->pids && cfg->pids < 2)
     return corral_error_set(err, ERANGE, "pids limit must be at least 2");
+  if (corral__config_policy(cfg, NULL, err) < 0)
+    return -1;
   if (cfg->n_binds > CORRAL_MAX_BINDS)
     return corral_error_set(err, E2BIG, "too many binds (at most %d)", CORRAL_MAX_BINDS);
   for (size_t i = 0; i < cfg->n_binds; i++)

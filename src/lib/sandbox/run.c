@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <corral/net.h>
 #include <corral/run.h>
 #include "../common/utils.h"
 #include "../isolate/isolate.h"
@@ -62,6 +63,15 @@ static void build_env(const corral_config_t *cfg, char **envp, size_t cap)
   envp[n++] = home;
   envp[n++] = lang;
   envp[n++] = cfg->as_root ? root : user;
+  /* Where the egress proxy listens (run_proxy); the caller's env may
+   * still override these. */
+  static char *const proxy[] = { "HTTP_PROXY=http://127.0.0.1:3128", "HTTPS_PROXY=http://127.0.0.1:3128",
+                                 "http_proxy=http://127.0.0.1:3128", "https_proxy=http://127.0.0.1:3128",
+                                 "ALL_PROXY=socks5h://127.0.0.1:1080", "all_proxy=socks5h://127.0.0.1:1080",
+                                 "NO_PROXY=localhost,127.0.0.1,::1", "no_proxy=localhost,127.0.0.1,::1" };
+  if (cfg->network && strcmp(cfg->network, "none") != 0)
+    for (size_t i = 0; i < sizeof(proxy) / sizeof(*proxy) && n + 1 < cap; i++)
+      envp[n++] = proxy[i];
   for (size_t i = 0; cfg->env[i] && n + 1 < cap; i++)
     {
       size_t klen = strcspn(cfg->env[i], "=") + 1;
@@ -90,7 +100,7 @@ static void __attribute__((noreturn)) exec_fail(int fd, int code, corral_error_t
 static void __attribute__((noreturn)) run_command(const corral_config_t *cfg, int failfd)
 {
   corral_error_t err = NULL;
-  char *envp[CORRAL_MAX_ENV + 8];
+  char *envp[CORRAL_MAX_ENV + 16];
   sigset_t none;
   const char *dir = cfg->workdir ? cfg->workdir : "/home/user";
 
@@ -301,7 +311,35 @@ struct supervise
   int wait_status;      /* command's status from MSG_EXIT */
   int setup_code;       /* from MSG_ERROR, or 0 */
   struct corral__cgroup *cg;
+  corral_proxy_t *proxy; /* egress, when the network is not none */
 };
+
+static void run_audit(void *cls, const char *sandbox, const char *record)
+{
+  const corral_config_t *cfg = cls;
+  (void) sandbox;
+  if (cfg->net_audit)
+    cfg->net_audit(cfg->net_audit_cls, record);
+}
+
+/* The egress proxy of this run, in a thread of ours started only now: the
+ * sandbox was cloned before any thread existed.  Its listeners are on the
+ * sandbox's own loopback; the sandbox has no other way out. */
+static int run_proxy(struct supervise *s, const corral_config_t *cfg, corral_error_t *err)
+{
+  static const uint16_t ports[2] = { 3128, 1080 };
+  corral_net_policy_t *policy = NULL;
+  int fds[2];
+  if (corral__config_policy(cfg, &policy, err) < 0 || !policy)
+    return policy ? -1 : 0;
+  corral_proxy_options_t o = { .resolver_file = cfg->resolver_file, .audit = run_audit, .audit_cls = (void *) cfg };
+  int r = corral_proxy_new(&o, &s->proxy, err);
+  if (r == 0 && (r = corral__netns_listen(s->pid, ports, fds, 2, err)) == 0
+      && (r = corral_proxy_add(s->proxy, "run", fds[0], fds[1], policy, err)) < 0)
+    close(fds[0]), close(fds[1]);
+  corral_net_policy_unref(policy);
+  return r;
+}
 
 static void handle_msg(struct supervise *s, const struct msg *m, corral_error_t *err)
 {
@@ -466,7 +504,7 @@ static int start_sandbox(struct supervise *s, const corral_config_t *cfg, const 
   s->pidfd = (int) syscall(SYS_pidfd_open, s->pid, 0);
   if (s->pidfd < 0)
     return corral_error_set(err, errno, "pidfd_open");
-  if (corral__write_id_maps(s->pid, ids, err) < 0)
+  if (corral__write_id_maps(s->pid, ids, err) < 0 || run_proxy(s, cfg, err) < 0)
     return -1;
   corral__send_msg(s->sock, MSG_GO, 0, 0, NULL);
   return 0;
@@ -492,6 +530,7 @@ static int supervise(const corral_config_t *cfg, const struct corral__seccomp *s
   while (s.pid > 0 && wait4(s.pid, &st, 0, &ru) < 0 && errno == EINTR)
     ;
   res->wall_ms = (corral__now_us() - t0) / 1000;
+  corral_proxy_stop(s.proxy);
   if (s.sock >= 0)
     close(s.sock);
   if (s.pidfd >= 0)

@@ -30,5 +30,8 @@ int corral__lock_down(const corral_config_t *cfg, const struct corral__seccomp *
 /* fork() into new user, mount, pid, ipc, uts and net namespaces; with
  * pidfd non-NULL the child's pidfd is stored there (CLONE_PIDFD). */
 pid_t corral__clone_sandbox(int *pidfd);
+/* The egress policy of a run's config (NULL *out for none); validates. */
+struct corral_net_policy;
+int corral__config_policy(const corral_config_t *cfg, struct corral_net_policy **out, corral_error_t *err);
 
 #endif

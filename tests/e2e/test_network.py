@@ -1,0 +1,377 @@
+"""Network policies end to end: `corral run --network ...` and corrald's
+`network` (create, PUT, re-adoption, audit, metrics).  The "internet" is
+servers this test starts on 127.0.0.2 and 127.0.0.3, reached only through
+corral's egress proxy, with names from a resolver file given to the proxy:
+no traffic leaves the machine."""
+import http.server
+import json
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import corral
+from corrald_harness import Daemon
+from test_escape import assert_bait_untouched, bait, check_run, run_escape  # noqa: F401 (fixture)
+
+PY = "/usr/bin/python3"
+
+
+class Upstream:
+    """An HTTP server on one loopback address that answers its own name."""
+
+    def __init__(self, addr, name):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = f"hello from {name} {self.path} host={self.headers.get('Host')}".encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((addr, 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Echo:
+    """A TCP server on 127.0.0.2 that echoes each line back, for tunnels."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.2", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def serve(c):
+        with c:
+            while True:
+                data = c.recv(4096)
+                if not data:
+                    return
+                c.sendall(data)
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    allowed, other = Upstream("127.0.0.2", "allowed"), Upstream("127.0.0.3", "other")
+    echo = Echo()
+    d = tmp_path_factory.mktemp("net")
+    resolver = d / "hosts"
+    resolver.write_text("allowed.test 127.0.0.2\napi.allowed.test 127.0.0.2\nother.test 127.0.0.3\n"
+                        "private.test 10.255.0.1\nrebind.test 127.0.0.2 10.255.0.2\n")
+    yield {"allowed": allowed, "other": other, "echo": echo, "resolver": str(resolver)}
+    allowed.close()
+    other.close()
+    echo.sock.close()
+
+
+# A client run inside the sandbox: fetch URLs through the proxies the
+# environment names, print one JSON line per URL: {"url", "ok", "body"|"error"}.
+FETCH = r"""
+import json, sys, urllib.request
+for url in sys.argv[1:]:
+    try:
+        body = urllib.request.urlopen(url, timeout=10).read().decode()
+        print(json.dumps({"url": url, "ok": True, "body": body}))
+    except Exception as e:
+        print(json.dumps({"url": url, "ok": False, "error": str(e)}))
+"""
+
+# Direct connections that must not get out whatever the policy: TCP to the
+# upstream's address (inside, 127.0.0.2 is the sandbox's own loopback), TCP
+# and UDP to a public address (no route).
+BYPASS = r"""
+import json, socket, sys
+port = int(sys.argv[1])
+out = {}
+for name, addr in (("tcp_upstream", ("127.0.0.2", port)), ("tcp_public", ("203.0.113.9", 80))):
+    s = socket.socket(); s.settimeout(3)
+    try:
+        s.connect(addr); out[name] = "connected"
+    except OSError as e:
+        out[name] = e.__class__.__name__
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    u.sendto(b"x", ("203.0.113.9", 53)); out["udp_public"] = "sent"
+except OSError as e:
+    out["udp_public"] = e.__class__.__name__
+print(json.dumps(out))
+"""
+
+# A raw CONNECT through the HTTP proxy: prints the proxy's status line, and
+# for a tunnel, what a line sent through it gets back.
+CONNECT = r"""
+import socket, sys
+s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+s.sendall(f"CONNECT {sys.argv[1]} HTTP/1.1\r\nHost: {sys.argv[1]}\r\n\r\n".encode())
+head = b""
+while b"\r\n\r\n" not in head:
+    chunk = s.recv(1)
+    if not chunk:
+        break
+    head += chunk
+print(head.split(b"\r\n")[0].decode())
+if b" 200 " in head.split(b"\r\n")[0]:
+    s.sendall(b"ping\n"); print(s.recv(100).decode().strip())
+"""
+
+
+def run_in(net, *args, code, argv=(), net_log=None):
+    env = dict(os.environ, CORRAL_RESOLVER_FILE=net["resolver"])
+    extra = ["--net-log", net_log] if net_log else []
+    return corral("run", *extra, *args, "--", PY, "-c", code, *argv, env=env, timeout=60)
+
+
+def lines(p):
+    return [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+
+
+# ---- corral run ----
+
+def test_run_none_has_no_proxy(net):
+    p = run_in(net, code="import os, socket\nprint(os.environ.get('HTTP_PROXY'))\n"
+                         "s = socket.socket()\ntry:\n  s.connect(('127.0.0.1', 3128)); print('open')\n"
+                         "except OSError as e: print(e.__class__.__name__)")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["None", "ConnectionRefusedError"]
+
+
+def test_run_allowlist_allows_listed_names_only(net, tmp_path):
+    log = tmp_path / "net.log"
+    a, o = net["allowed"].port, net["other"].port
+    urls = [f"http://allowed.test:{a}/x", f"http://api.allowed.test:{a}/y", f"http://other.test:{o}/z",
+            f"http://private.test:{a}/", f"http://127.0.0.3:{o}/literal"]
+    p = run_in(net, "--network", "allowlist", "--allow", "allowed.test", "--allow", "*.allowed.test",
+               "--allow", "private.test", "--allow", "127.0.0.2/32", code=FETCH, argv=urls, net_log=str(log))
+    assert p.returncode == 0, p.stderr
+    got = {r["url"]: r for r in lines(p)}
+    assert got[urls[0]]["ok"] and got[urls[0]]["body"] == f"hello from allowed /x host=allowed.test:{a}"
+    assert got[urls[1]]["ok"], got[urls[1]]  # wildcard
+    for u in urls[2:]:
+        assert not got[u]["ok"] and "403" in got[u]["error"], got[u]
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    by_dest = {r["destination"]: r for r in records}
+    ok = by_dest["allowed.test"]
+    assert ok["allowed"] is True and ok["resolved"] == "127.0.0.2" and ok["port"] == a and ok["bytes_down"] > 0
+    assert by_dest["other.test"]["allowed"] is False and "not listed" in by_dest["other.test"]["rule"]
+    assert by_dest["private.test"]["allowed"] is False and "private" in by_dest["private.test"]["rule"]
+    assert by_dest["127.0.0.3"]["allowed"] is False
+
+
+def test_run_open_still_denies_private_ranges(net):
+    o = net["other"].port
+    p = run_in(net, "--network", "open", code=FETCH,
+               argv=[f"http://other.test:{o}/", f"http://private.test:{o}/", "http://10.1.2.3/"])
+    assert p.returncode == 0, p.stderr
+    assert all(not r["ok"] and "403" in r["error"] for r in lines(p)), p.stdout
+
+
+def test_run_dns_rebinding_connects_to_the_checked_address(net):
+    # rebind.test answers 127.0.0.2 (listed) then 10.255.0.2 (private): the
+    # first fetch goes through, the second is refused, never sent to 10/8.
+    a = net["allowed"].port
+    url = f"http://rebind.test:{a}/"
+    p = run_in(net, "--network", "allowlist", "--allow", "rebind.test", "--allow", "127.0.0.2/32",
+               code=FETCH, argv=[url, url])
+    first, second = lines(p)
+    assert first["ok"] and "hello from allowed" in first["body"], first
+    assert not second["ok"] and "403" in second["error"], second
+
+
+def test_run_connect_checks_host_and_port(net):
+    e = net["echo"].port
+    p = run_in(net, "--network", "allowlist", "--allow", "allowed.test:443", "--allow", "127.0.0.2/32",
+               code=CONNECT, argv=[f"allowed.test:{e}"])
+    assert " 403 " in p.stdout.splitlines()[0], p.stdout  # listed name, unlisted port
+    p = run_in(net, "--network", "allowlist", "--allow", f"allowed.test:{e}", "--allow", "127.0.0.2/32",
+               code=CONNECT, argv=[f"allowed.test:{e}"])
+    assert p.stdout.splitlines() == ["HTTP/1.1 200 Connection Established", "ping"], p.stdout
+
+
+def test_run_bypassing_the_proxy_gets_nowhere(net):
+    for mode in ("allowlist", "open"):
+        p = run_in(net, "--network", mode, "--allow", "127.0.0.0/8", code=BYPASS, argv=[str(net["echo"].port)])
+        r = lines(p)[0]
+        assert r["tcp_upstream"] == "ConnectionRefusedError", r  # the sandbox's own loopback
+        assert r["tcp_public"] in ("OSError", "TimeoutError") and r["udp_public"] == "OSError", r
+
+
+def test_run_host_loopback_is_not_reachable_through_the_proxy(net, bait):
+    port = bait["listeners"].port
+    p = run_in(net, "--network", "open", code=CONNECT, argv=[f"127.0.0.1:{port}"])
+    assert " 403 " in p.stdout.splitlines()[0], p.stdout
+    p = run_in(net, "--network", "open", code=FETCH, argv=[f"http://localhost:{port}/"])
+    assert not lines(p)[0]["ok"]
+    assert_bait_untouched(bait)
+
+
+def test_run_bad_rules_are_refused_before_anything_starts(net):
+    for args in (["--network", "sometimes"], ["--network", "allowlist", "--allow", "*.*"],
+                 ["--allow", "example.com"], ["--network", "allowlist", "--allow", "10.0.0.1/8"]):
+        p = corral("run", *args, "--", "true")
+        assert p.returncode == 125 and p.stderr.startswith("corral: "), (args, p.stderr)
+
+
+def test_escape_suite_with_network_allowlist(net, bait):
+    check_run(run_escape(bait, "--network", "allowlist", "--allow", "allowed.test"), bait)
+
+
+# ---- corrald ----
+
+@pytest.fixture(scope="module")
+def d(net, tmp_path_factory):
+    daemon = Daemon(tmp_path_factory.mktemp("state"), extra_args=["--resolver-file", net["resolver"]]).start()
+    yield daemon
+    for s in daemon.request("GET", "/v1/sandboxes", query={"state": "running"}).json()["sandboxes"]:
+        daemon.kill(s["id"])
+    daemon.stop()
+
+
+def fetch(d, sid, *urls):
+    r = d.run(sid, [PY, "-c", FETCH, *urls], timeout_ms=60000)
+    return [json.loads(line) for line in r["stdout"].splitlines() if line.startswith("{")]
+
+
+def test_daemon_sandbox_with_allowlist(d, net):
+    a, o = net["allowed"].port, net["other"].port
+    policy = {"mode": "allowlist", "allow": ["allowed.test", "127.0.0.2/32"]}
+    r = d.request("POST", "/v1/sandboxes", body={"network": policy})
+    assert r.status == 201, r
+    sid = r.json()["id"]
+    canonical = {"mode": "allowlist", "allow": ["allowed.test", "127.0.0.2"]}  # a /32 is its address
+    assert r.json()["network"] == canonical
+    assert d.request("GET", f"/v1/sandboxes/{sid}").json()["network"] == canonical
+    env = d.run(sid, "env | grep -i _proxy= | sort")["stdout"]
+    assert "HTTP_PROXY=http://127.0.0.1:3128" in env and "ALL_PROXY=socks5h://127.0.0.1:1080" in env
+    ok, denied = fetch(d, sid, f"http://allowed.test:{a}/in", f"http://other.test:{o}/out")
+    assert ok["ok"] and ok["body"].startswith("hello from allowed /in"), ok
+    assert not denied["ok"] and "403" in denied["error"], denied
+    # curl through the SOCKS5 proxy too.
+    c = d.run(sid, ["curl", "-sS", "--max-time", "10", "--proxy", "socks5h://127.0.0.1:1080",
+                    f"http://allowed.test:{a}/socks"])
+    assert c["exit_code"] == 0 and c["stdout"].startswith("hello from allowed /socks"), c
+    audit = d.request("GET", "/v1/audit", query={"sandbox": sid, "limit": 100}).json()["events"]
+    conns = [x for x in audit if x["action"] == "net.connect"]
+    assert {(x["destination"], x["allowed"]) for x in conns} >= {("allowed.test", True), ("other.test", False)}
+    assert all(x["tenant"] == "admin" or x.get("tenant") for x in conns)
+    metrics = d.request("GET", "/metrics").body.decode()
+    assert 'corral_egress_connections_total{result="allowed"}' in metrics
+    assert 'corral_egress_connections_total{result="denied"}' in metrics
+    d.kill(sid)
+
+
+def test_daemon_default_is_none_and_put_changes_the_policy(d, net):
+    a = net["allowed"].port
+    sid = d.create()
+    assert d.request("GET", f"/v1/sandboxes/{sid}").json()["network"]["mode"] == "none"
+    assert "HTTP_PROXY" not in d.run(sid, "env")["stdout"]
+    r = d.request("PUT", f"/v1/sandboxes/{sid}/network", body={"mode": "allowlist",
+                                                                 "allow": ["allowed.test", "127.0.0.2/32"]})
+    assert r.status == 200 and r.json()["mode"] == "allowlist", r
+    assert fetch(d, sid, f"http://allowed.test:{a}/later")[0]["ok"]
+    r = d.request("PUT", f"/v1/sandboxes/{sid}/network", body={"mode": "none"})
+    assert r.status == 200, r
+    assert not fetch(d, sid, f"http://allowed.test:{a}/after")[0]["ok"]
+    d.kill(sid)
+
+
+def test_daemon_policy_change_closes_open_connections(d, net):
+    e = net["echo"].port
+    sid = d.request("POST", "/v1/sandboxes", body={"network": {"mode": "allowlist", "allow": [
+        f"allowed.test:{e}", "127.0.0.2/32"]}}).json()["id"]
+    # A tunnel that pings once, waits for /tmp/go, then pings again.
+    script = CONNECT.replace('print(s.recv(100).decode().strip())',
+                             'print(s.recv(100).decode().strip(), flush=True)\n'
+                             'import os, time\n'
+                             'while not os.path.exists("/tmp/go"): time.sleep(0.05)\n'
+                             'try:\n'
+                             '    s.sendall(b"again\\n"); print(repr(s.recv(100)))\n'
+                             'except OSError as x: print(x.__class__.__name__)')
+    r = d.request("POST", f"/v1/sandboxes/{sid}/commands", body={"cmd": [PY, "-c", script, f"allowed.test:{e}"],
+                                                                  "background": True})
+    pid = r.json()["pid"]
+    time.sleep(1.0)
+    assert d.request("PUT", f"/v1/sandboxes/{sid}/network", body={"mode": "allowlist",
+                                                                   "allow": ["other.test"]}).status == 200
+    d.run(sid, "touch /tmp/go")
+    out = d.request("GET", f"/v1/sandboxes/{sid}/commands/{pid}").json()
+    lines_ = out["stdout"].splitlines()
+    assert lines_[:2] == ["HTTP/1.1 200 Connection Established", "ping"], out
+    assert lines_[2] in ("b''", "ConnectionResetError", "BrokenPipeError"), out  # closed by the proxy
+    d.kill(sid)
+
+
+def test_daemon_policy_survives_a_restart(d, net):
+    a = net["allowed"].port
+    sid = d.request("POST", "/v1/sandboxes", body={"network": {"mode": "allowlist", "allow": [
+        "allowed.test", "127.0.0.2/32"]}}).json()["id"]
+    d.stop()
+    d.start()
+    assert fetch(d, sid, f"http://allowed.test:{a}/again")[0]["ok"]
+    d.kill(sid)
+
+
+def test_daemon_bad_network_input(d):
+    for body in ({"network": {"mode": "sometimes"}}, {"network": {"mode": "allowlist", "allow": ["*.*"]}},
+                 {"network": {"mode": "allowlist", "allow": "example.com"}}, {"network": 42},
+                 {"network": {"mode": "none", "allow": ["example.com"]}}):
+        r = d.request("POST", "/v1/sandboxes", body=body)
+        assert r.status == 400 and r.json()["error"]["code"] == "invalid_argument", (body, r)
+    sid = d.create()
+    assert d.request("PUT", f"/v1/sandboxes/{sid}/network", body={"mode": "bogus"}).status == 400
+    d.kill(sid)
+    r = d.request("PUT", f"/v1/sandboxes/{sid}/network", body={"mode": "open"})
+    assert r.status == 409, r
+    assert d.request("PUT", "/v1/sandboxes/sb_nope/network", body={"mode": "open"}).status == 404
+
+
+# ---- the CLI and the SDK against corrald ----
+
+def test_cli_and_sdk_set_policies(d, net):
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "sdk", "python"))
+    from corral import Sandbox
+    a = net["allowed"].port
+    env = dict(os.environ, CORRAL_URL=f"http://127.0.0.1:{d.port}", CORRAL_API_KEY=d.admin_key)
+    p = corral("sandbox", "create", "--network", "allowlist", "--allow", "allowed.test", "--allow", "127.0.0.2",
+               env=env, check=0)
+    sid = p.stdout.strip()
+    info = corral("sandbox", "info", sid, env=env, check=0).stdout
+    assert "network:    allowlist allow allowed.test 127.0.0.2" in info, info
+    assert fetch(d, sid, f"http://allowed.test:{a}/cli")[0]["ok"]
+    p = corral("sandbox", "network", sid, "none", env=env, check=0)
+    assert p.stdout.strip() == "network:    none", p.stdout
+    assert not fetch(d, sid, f"http://allowed.test:{a}/cli")[0]["ok"]
+    p = corral("sandbox", "network", sid, "sometimes", env=env)
+    assert p.returncode != 0 and "mode" in p.stderr, p.stderr
+    corral("sandbox", "kill", sid, env=env, check=0)
+
+    sbx = Sandbox.create(network="allowlist", allow=["allowed.test", "127.0.0.2"],
+                         api_key=d.admin_key, url=f"http://127.0.0.1:{d.port}")
+    try:
+        assert sbx.get_info().network == {"mode": "allowlist", "allow": ["allowed.test", "127.0.0.2"]}
+        out = sbx.commands.run(f"curl -sS --max-time 10 http://allowed.test:{a}/sdk").stdout
+        assert out.startswith("hello from allowed /sdk"), out
+        assert sbx.set_network("open") == {"mode": "open", "allow": []}
+    finally:
+        sbx.kill()
