@@ -60,6 +60,7 @@ struct daemon
   unsigned char token_secret[32]; /* signs per-sandbox access tokens (E2B's envd tokens) */
   struct e2b_state *e2b;    /* the E2B front end's own state (src/lib/e2b/) */
   corral_proxy_t *proxy;    /* egress of sandboxes with a network policy (network.c) */
+  struct public_port *public_ports; /* ports.c (guarded by lock) */
 };
 
 /* ---- a request (http.c) ---- */
@@ -89,13 +90,18 @@ struct req
   size_t body_len;
   bool too_large, responded;
   void *upload;                 /* state of a streamed upload (files.c) */
+  char *raw_uri;                /* the request target as sent (path and query) */
+  char *fwd_target;             /* ROUTE_PORT: what to ask the sandbox's server for */
+  void *upgrade;                /* ROUTE_PORT: a WebSocket relay's state (ports.c) */
+  bool begun;
   int (*upload_data)(struct req *r, const char *data, size_t len);
   void (*upload_free)(struct req *r); /* set by upload_begin when it made r->upload */
   uint64_t t0_us;
 };
 
 /* A route: '*' in pattern matches one path segment. */
-enum { ROUTE_PUBLIC = 1, ROUTE_ADMIN = 2, ROUTE_UPLOAD = 4, ROUTE_E2B = 8, ROUTE_CONNECT = 16, ROUTE_SANDBOX = 32 };
+enum { ROUTE_PUBLIC = 1, ROUTE_ADMIN = 2, ROUTE_UPLOAD = 4, ROUTE_E2B = 8, ROUTE_CONNECT = 16, ROUTE_SANDBOX = 32,
+       ROUTE_PORT = 64 };
 struct route
 {
   const char *method, *pattern;
@@ -278,6 +284,18 @@ void network_forget(struct daemon *d, const char *id);
 void network_readopt(struct daemon *d, const char *id, const char *network_json);
 json_t *network_json(const char *network_json_text);
 int route_sandbox_network(struct req *r);
+
+/* ---- ports.c: servers inside sandboxes, reached from outside ---- */
+struct public_port;
+int route_ports_list(struct req *r);
+int route_port_public(struct req *r);  /* POST makes a port public, DELETE private again */
+int route_port_forward(struct req *r);
+int ports_authenticate(struct req *r);
+void ports_upgrade_free(void *state);
+bool ports_is_public(struct daemon *d, const char *sandbox, uint16_t port);
+void ports_forget(struct daemon *d, const char *sandbox); /* NULL: all */
+/* "{port}-{id}.anything" (E2B's getHost form). */
+bool ports_host_route(const char *host, char id[32], uint16_t *port);
 
 /* ---- metrics.c ---- */
 void metrics_init(struct daemon *d);

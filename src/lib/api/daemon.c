@@ -191,6 +191,7 @@ static void release(struct daemon *d)
 {
   contexts_free_all(d);
   e2b_free(d);
+  ports_forget(d, NULL);
   corral__spawner_stop(&d->spawner);
   /* The run dir goes when no sandbox socket is left in it. */
   if (d->run_dir)

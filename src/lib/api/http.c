@@ -226,6 +226,9 @@ static const struct route routes[] = {
   { "DELETE", "/v1/sandboxes/*", route_sandbox_delete, 0, NULL, NULL },
   { "POST", "/v1/sandboxes/*/timeout", route_sandbox_timeout, 0, NULL, NULL },
   { "PUT", "/v1/sandboxes/*/network", route_sandbox_network, 0, NULL, NULL },
+  { "GET", "/v1/sandboxes/*/ports", route_ports_list, 0, NULL, NULL },
+  { "POST", "/v1/sandboxes/*/ports/*/public", route_port_public, 0, NULL, NULL },
+  { "DELETE", "/v1/sandboxes/*/ports/*/public", route_port_public, 0, NULL, NULL },
   { "POST", "/v1/sandboxes/*/commands", route_command_start, 0, NULL, NULL },
   { "GET", "/v1/sandboxes/*/commands", route_command_list, 0, NULL, NULL },
   { "GET", "/v1/sandboxes/*/commands/*", route_command_attach, 0, NULL, NULL },
@@ -317,6 +320,46 @@ static const struct route *find_route(struct req *r, char *allow, size_t allow_s
   return rt;
 }
 
+/* A request for a server inside a sandbox: by Host ({port}-{id}.localhost,
+ * any path) or by path (/v1/sandboxes/{id}/ports/{port}[/...], except the
+ * routes above).  Fills params and the target; false when it is not one. */
+static const struct route port_route = { "*", "*", route_port_forward, ROUTE_PORT, NULL, NULL };
+
+static bool port_request(struct req *r)
+{
+  char id[32], port[8];
+  uint16_t p;
+  const char *host = api_header(r, "Host"), *raw = r->raw_uri ? r->raw_uri : r->url;
+  if (ports_host_route(host, id, &p))
+    {
+      snprintf(port, sizeof(port), "%u", (unsigned) p);
+      r->fwd_target = strdup(raw[0] == '/' ? raw : "/");
+    }
+  else
+    {
+      size_t n = strlen("/v1/sandboxes/");
+      if (strncmp(raw, "/v1/sandboxes/", n) != 0)
+        return false;
+      size_t idlen = strcspn(raw + n, "/?");
+      if (idlen == 0 || idlen >= sizeof(id) || strncmp(raw + n + idlen, "/ports/", 7) != 0)
+        return false;
+      const char *num = raw + n + idlen + 7;
+      size_t numlen = strspn(num, "0123456789");
+      if (numlen == 0 || numlen >= sizeof(port) || (num[numlen] && num[numlen] != '/' && num[numlen] != '?'))
+        return false;
+      memcpy(id, raw + n, idlen);
+      id[idlen] = '\0';
+      memcpy(port, num, numlen);
+      port[numlen] = '\0';
+      const char *rest = num + numlen;
+      if (asprintf(&r->fwd_target, "%s%s", rest[0] == '/' ? "" : "/", rest) < 0)
+        r->fwd_target = NULL;
+    }
+  r->params[0] = strdup(id);
+  r->params[1] = strdup(port);
+  return r->fwd_target && r->params[0] && r->params[1];
+}
+
 /* ---- authentication ---- */
 
 static const char *presented_key(struct req *r)
@@ -340,6 +383,8 @@ static int authenticate(struct req *r, const struct route *rt)
       if (ok != 0)
         return ok > 0;
     }
+  if ((rt->flags & ROUTE_PORT) && ports_authenticate(r))
+    return 1;
   if (!key || !*key)
     return api_fail(r, 401, "unauthorized", "an API key is required (Authorization: Bearer KEY or X-API-Key)"), 0;
   size_t n = strlen(key);
@@ -372,9 +417,10 @@ static enum MHD_Result first_call(struct daemon *d, struct MHD_Connection *conn,
                                   const char *method, void **con_cls)
 {
   char allow[128];
-  struct req *r = calloc(1, sizeof(*r));
+  struct req *r = *con_cls ? *con_cls : calloc(1, sizeof(*r));
   if (!r)
     return MHD_NO;
+  r->begun = true;
   r->d = d;
   r->conn = conn;
   r->url = url;
@@ -386,6 +432,14 @@ static enum MHD_Result first_call(struct daemon *d, struct MHD_Connection *conn,
   if (api_header(r, "E2b-Sandbox-Id"))
     r->dialect = API_CONNECT; /* until the route says otherwise */
   const struct route *rt = find_route(r, allow, sizeof(allow));
+  char id_unused[32];
+  uint16_t port_unused;
+  /* A port's Host owns every path; the path form yields to the routes. */
+  if ((ports_host_route(api_header(r, "Host"), id_unused, &port_unused) || !rt) && port_request(r))
+    {
+      rt = &port_route;
+      allow[0] = '\0';
+    }
   if (rt)
     r->dialect = (rt->flags & ROUTE_CONNECT) ? API_CONNECT : (rt->flags & ROUTE_E2B) ? API_E2B : API_CORRAL;
   if (!rt && allow[0])
@@ -393,7 +447,8 @@ static enum MHD_Result first_call(struct daemon *d, struct MHD_Connection *conn,
                                       method, url, allow);
   if (!rt)
     return (enum MHD_Result) api_fail(r, 404, "not_found", "no route %s %s", method, url);
-  match(rt->pattern, url, r->params);
+  if (rt != &port_route)
+    match(rt->pattern, url, r->params);
   if ((rt->flags & ROUTE_SANDBOX) && e2b_sandbox_param(r) < 0)
     return MHD_YES;
   r->handler = rt->fn;
@@ -434,7 +489,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
   (void) version;
   struct req *r = *con_cls;
-  if (!r)
+  if (!r || !r->begun)
     return first_call(cls, conn, url, method, con_cls);
   if (*upload_data_size)
     {
@@ -468,8 +523,24 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(r->params[i]);
   free(r->tenant);
   free(r->body);
+  free(r->raw_uri);
+  free(r->fwd_target);
+  if (r->upgrade)
+    ports_upgrade_free(r->upgrade);
   free(r);
   *con_cls = NULL;
+}
+
+/* Called first with the request target as the client sent it (query
+ * included): kept for forwarding to sandbox ports.  Its result is the
+ * request's state from then on. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+  (void) cls, (void) conn;
+  struct req *r = calloc(1, sizeof(*r));
+  if (r && uri)
+    r->raw_uri = strdup(uri);
+  return r;
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -485,11 +556,12 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 struct MHD_Daemon *api_http_start(struct daemon *d, int listen_fd, corral_error_t *err)
 {
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG
-                   | MHD_USE_POLL;
+                   | MHD_USE_POLL | MHD_ALLOW_UPGRADE;
   struct MHD_Daemon *m = MHD_start_daemon(flags, 0, NULL, NULL, on_request, d,
                                           MHD_OPTION_EXTERNAL_LOGGER, mhd_log, d,
                                           MHD_OPTION_LISTEN_SOCKET, listen_fd,
                                           MHD_OPTION_NOTIFY_COMPLETED, on_completed, d,
+                                          MHD_OPTION_URI_LOG_CALLBACK, on_uri, d,
                                           MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) (512 << 10),
                                           MHD_OPTION_CONNECTION_TIMEOUT, 0u,
                                           MHD_OPTION_END);

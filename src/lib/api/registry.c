@@ -392,6 +392,7 @@ static void finalize(struct daemon *d, struct sbx *s)
   corral_store_event_add(d->store, s->id, "ended", NULL, NULL);
   contexts_forget(d, s->id);
   network_forget(d, s->id);
+  ports_forget(d, s->id);
   metrics_ended(d, reason);
   api_audit(d, json_pack("{s:s, s:s, s:s, s:s}", "action", "sandbox.end", "tenant", s->tenant, "sandbox", s->id,
                          "reason", reason));

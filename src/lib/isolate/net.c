@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -101,4 +102,59 @@ int corral__netns_listen(pid_t pid, const uint16_t *ports, int *fds, size_t n, c
   if (l.err_no)
     return corral_error_set(err, l.err_no, "%s", l.what);
   return 0;
+}
+
+struct ns_connect
+{
+  int nsfd;
+  uint16_t port;
+  int timeout_ms;
+  int fd, err_no;
+};
+
+static void *connect_in_ns(void *arg)
+{
+  struct ns_connect *c = arg;
+  struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(c->port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+  if (setns(c->nsfd, CLONE_NEWNET) < 0)
+    return c->err_no = errno, NULL;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0)
+    return c->err_no = errno, NULL;
+  if (connect(fd, (struct sockaddr *) &a, sizeof(a)) < 0 && errno != EINPROGRESS)
+    {
+      c->err_no = errno;
+      close(fd);
+      return NULL;
+    }
+  struct pollfd p = { fd, POLLOUT, 0 };
+  int so_err = 0;
+  socklen_t len = sizeof(so_err);
+  if (poll(&p, 1, c->timeout_ms) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_err, &len) < 0 || so_err)
+    {
+      c->err_no = so_err ? so_err : ETIMEDOUT;
+      close(fd);
+      return NULL;
+    }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  c->fd = fd;
+  return NULL;
+}
+
+int corral__netns_connect(pid_t pid, uint16_t port, int timeout_ms, corral_error_t *err)
+{
+  char path[64];
+  pthread_t t;
+  snprintf(path, sizeof(path), "/proc/%d/ns/net", (int) pid);
+  cleanup_close int nsfd = open(path, O_RDONLY | O_CLOEXEC);
+  if (nsfd < 0)
+    return corral_error_set(err, errno, "open %s", path);
+  struct ns_connect c = { .nsfd = nsfd, .port = port, .timeout_ms = timeout_ms, .fd = -1 };
+  int e = pthread_create(&t, NULL, connect_in_ns, &c);
+  if (e)
+    return corral_error_set(err, e, "start a thread for the sandbox's network namespace");
+  pthread_join(t, NULL);
+  if (c.fd < 0)
+    return corral_error_set(err, c.err_no, "connect to port %u in the sandbox", (unsigned) port);
+  return c.fd;
 }
