@@ -8,7 +8,7 @@ CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation
 CPPFLAGS += -Iinclude -D_FORTIFY_SOURCE=2
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -fstack-protector-strong -fPIE
-LIBS := -lseccomp -ljansson -lsqlite3 -lcrypto -lmicrohttpd -lz -lhttp_parser -lpthread
+LIBS := -lseccomp -ljansson -lsqlite3 -lssl -lcrypto -lmicrohttpd -lz -lhttp_parser -lpthread
 # The CLI loads libcurl itself when a remote command needs it (curl_dl.c), and
 # links only what it uses: `corral run` starts without a dozen libraries.
 CLI_LIBS := -Wl,--as-needed $(LIBS)

@@ -18,7 +18,7 @@ PACKAGES=(
   # the default template "base": the host's /usr with these
   python3-numpy python3-pandas python3-matplotlib nodejs
   # tests: TAP runner, pytest, fuzzers (clang + libFuzzer runtime), tools the tests call
-  perl python3 python3-pytest clang libclang-rt-14-dev util-linux procps
+  perl python3 python3-pytest clang libclang-rt-14-dev util-linux procps openssl curl
   # benchmark contenders
   bubblewrap python3-ipykernel python3-jupyter-client
 )

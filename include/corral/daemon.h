@@ -28,6 +28,7 @@ typedef struct corral_daemon_options_s {
   uint64_t pool_size;        /* ready sandboxes kept for default-shaped creates; default 4 */
   const char *context_preload; /* Python modules a pooled sandbox's default context imports ahead */
   const char *resolver_file; /* egress proxy: names from this file instead of DNS (tests); NULL: DNS */
+  const char *upstream_ca_file; /* egress proxy: CAs trusted besides the system's for intercepted TLS (tests) */
   void (*log)(const char *line); /* NULL: no logging */
 } corral_daemon_options_t;
 

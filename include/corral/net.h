@@ -103,7 +103,10 @@ typedef struct corral_proxy corral_proxy_t;
  *   {"sandbox", "kind": "http"|"connect"|"socks5", "destination" (as asked,
  *    or null if the client never named one), "resolved" (address or null),
  *    "port", "allowed" (bool), "rule", "bytes_up", "bytes_down",
- *    "duration_ms", "error" (only when something failed)}
+ *    "duration_ms", "error" (only when something failed),
+ *    "intercepted": true (only for TLS tunnels the proxy terminated),
+ *    "secrets_used": ["NAME", ...] (only when a placeholder was replaced;
+ *    names, never values)}
  * The callback must be quick and must not call corral_proxy_* functions
  * other than corral_proxy_stats.  Connections closed without sending a
  * single byte are not audited. */
@@ -122,6 +125,10 @@ typedef struct corral_proxy_options {
   unsigned connect_timeout_ms;   /* per upstream address tried; 0: 10000 */
   unsigned idle_timeout_ms;      /* established tunnel without traffic; 0: no limit */
   unsigned resolver_threads;     /* 0: 4 */
+  /* Intercepted tunnels (secrets, below) verify the destination's
+   * certificate against the system trust store; this PEM file of CAs is
+   * trusted in addition (tests).  NULL: none.  Read at corral_proxy_new. */
+  const char *upstream_ca_file;
 } corral_proxy_options_t;
 
 typedef struct corral_proxy_stats {
@@ -153,6 +160,58 @@ int corral_proxy_set_policy(corral_proxy_t *p, const char *sandbox_id, corral_ne
 /* Stop serving a sandbox: close its listeners and connections (each one
  * audited).  Returns 0, or -ENOENT if the id is unknown. */
 int corral_proxy_remove(corral_proxy_t *p, const char *sandbox_id);
+
+/* ---- secrets (see docs/network.md, "Secrets") ----
+ *
+ * A secret's value never enters the sandbox: the sandbox gets a random
+ * placeholder instead, and the proxy puts the value in place of the
+ * placeholder in the headers of requests to the hosts the secret lists --
+ * plain-HTTP requests, and HTTPS through CONNECT/SOCKS5 tunnels to those
+ * hosts, which the proxy then intercepts with a per-sandbox CA.  A
+ * placeholder sent anywhere else stays a placeholder.  Values live only in
+ * the proxy's memory (zeroed when freed) and are never in audit records or
+ * error messages. */
+
+#define CORRAL_PROXY_MAX_SECRETS 64
+#define CORRAL_SECRET_NAME_MAX 64      /* [A-Za-z_][A-Za-z0-9_]*, longest */
+#define CORRAL_SECRET_VALUE_MAX 8192
+#define CORRAL_SECRET_MAX_HOSTS 32
+/* "corral-secret-" NAME "-" 32 hex digits, and its NUL. */
+#define CORRAL_SECRET_PLACEHOLDER_MAX (14 + CORRAL_SECRET_NAME_MAX + 1 + 32 + 1)
+
+typedef struct corral_secret {
+  const char *name;               /* e.g. "OPENAI_API_KEY" (the sandbox's variable) */
+  const char *value;              /* the real value: no CR, LF or NUL */
+  const char *const *hosts;       /* names, "*.example.com" for any subdomain */
+  size_t nhosts;
+  const char *header;             /* optional, e.g. "Authorization" */
+  const char *format;             /* optional, e.g. "Bearer {value}" (one "{value}") */
+} corral_secret_t;
+
+/* Attach secrets to a served sandbox, replacing any set before (n == 0
+ * removes them all).  The values are copied.  A secret keeps its
+ * placeholder across calls while its name stays; new names get a fresh
+ * one.  The first call also creates the sandbox's CA (EC P-256, private
+ * key in memory only).  In requests to a host the secret lists, every
+ * occurrence of the placeholder in a header value becomes the value; in
+ * the header named `header`, a value that is exactly the placeholder
+ * becomes `format` with "{value}" replaced (default "{value}").
+ * EINVAL (naming the secret, never its value) on a bad name, value, host,
+ * header or format or duplicate names; E2BIG past the limits above;
+ * ENOENT if the id is unknown. */
+int corral_proxy_set_secrets(corral_proxy_t *p, const char *sandbox_id, const corral_secret_t *secrets, size_t n,
+                             corral_error_t *err);
+
+/* The placeholder of the sandbox's secret `name` (what to put in the
+ * sandbox's environment).  ENOENT if the sandbox or the secret is
+ * unknown. */
+int corral_proxy_secret_placeholder(corral_proxy_t *p, const char *sandbox_id, const char *name,
+                                    char out[CORRAL_SECRET_PLACEHOLDER_MAX], corral_error_t *err);
+
+/* The sandbox's CA certificate as PEM (malloc'd, the caller frees): to be
+ * trusted inside the sandbox.  Certificate only, never the key.  ENOENT if
+ * the id is unknown, ENODATA if no secrets were ever attached. */
+int corral_proxy_ca_pem(corral_proxy_t *p, const char *sandbox_id, char **pem, corral_error_t *err);
 
 /* Totals of the proxy (sandbox_id NULL) or of one sandbox since it was
  * added.  Returns 0, or -ENOENT if the id is unknown.  Thread-safe, also

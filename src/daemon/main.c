@@ -26,6 +26,8 @@ static void usage(FILE *out)
         "                       code context imports ahead, e.g. numpy,pandas,matplotlib.pyplot\n"
         "  --resolver-file PATH the egress proxy resolves names from this file (\"name addr...\"\n"
         "                       lines) instead of DNS: for tests\n"
+        "  --upstream-ca-file F  CAs (PEM) the proxy trusts besides the system's when it\n"
+        "                       intercepts TLS for secrets: for tests\n"
         "environment: CORRAL_ADMIN_KEY (else generated into STATE_DIR/admin.key)\n", out);
 }
 
@@ -58,6 +60,7 @@ int main(int argc, char **argv)
     { "retention", required_argument, NULL, 'r' },   { "metrics-public", no_argument, NULL, 'p' },
     { "pool", required_argument, NULL, 'P' },        { "preload", required_argument, NULL, 'I' },
     { "runners", required_argument, NULL, 'R' },     { "resolver-file", required_argument, NULL, 'N' },
+    { "upstream-ca-file", required_argument, NULL, 'U' },
     { "help", no_argument, NULL, 'h' },              { NULL, 0, NULL, 0 },
   };
   corral_daemon_options_t o;
@@ -85,6 +88,7 @@ int main(int argc, char **argv)
       case 'I': o.context_preload = optarg; break;
       case 'R': o.runners_dir = optarg; break;
       case 'N': o.resolver_file = optarg; break;
+      case 'U': o.upstream_ca_file = optarg; break;
       case 'P':
         {
           char *end;

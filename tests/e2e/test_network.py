@@ -71,18 +71,58 @@ class Echo:
                 c.sendall(data)
 
 
+class TlsEcho:
+    """An HTTPS server on 127.0.0.2 (api.test, tls-other.test) with a test CA,
+    answering the request's headers as JSON."""
+
+    def __init__(self, d):
+        import ssl
+        import subprocess
+        ca_key, ca, key, csr, crt, ext = (d / n for n in ("ca.key", "ca.pem", "srv.key", "srv.csr", "srv.pem", "ext"))
+        ext.write_text("subjectAltName=DNS:api.test,DNS:tls-other.test\n")
+        for cmd in (["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                     "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=corral test upstream CA"],
+                    ["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                     "-keyout", key, "-out", csr, "-subj", "/CN=api.test"],
+                    ["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+                     "-out", crt, "-days", "2", "-extfile", ext]):
+            subprocess.run([str(c) for c in cmd], check=True, capture_output=True)
+        self.ca = str(ca)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(crt), str(key))
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
     allowed, other = Upstream("127.0.0.2", "allowed"), Upstream("127.0.0.3", "other")
     echo = Echo()
     d = tmp_path_factory.mktemp("net")
+    tls = TlsEcho(d)
     resolver = d / "hosts"
     resolver.write_text("allowed.test 127.0.0.2\napi.allowed.test 127.0.0.2\nother.test 127.0.0.3\n"
-                        "private.test 10.255.0.1\nrebind.test 127.0.0.2 10.255.0.2\n")
-    yield {"allowed": allowed, "other": other, "echo": echo, "resolver": str(resolver)}
+                        "private.test 10.255.0.1\nrebind.test 127.0.0.2 10.255.0.2\n"
+                        "api.test 127.0.0.2\ntls-other.test 127.0.0.2\n")
+    yield {"allowed": allowed, "other": other, "echo": echo, "tls": tls, "resolver": str(resolver)}
     allowed.close()
     other.close()
     echo.sock.close()
+    tls.server.shutdown()
 
 
 # A client run inside the sandbox: fetch URLs through the proxies the
@@ -240,7 +280,8 @@ def test_escape_suite_with_network_allowlist(net, bait):
 
 @pytest.fixture(scope="module")
 def d(net, tmp_path_factory):
-    daemon = Daemon(tmp_path_factory.mktemp("state"), extra_args=["--resolver-file", net["resolver"]]).start()
+    daemon = Daemon(tmp_path_factory.mktemp("state"), extra_args=[
+        "--resolver-file", net["resolver"], "--upstream-ca-file", net["tls"].ca]).start()
     yield daemon
     for s in daemon.request("GET", "/v1/sandboxes", query={"state": "running"}).json()["sandboxes"]:
         daemon.kill(s["id"])
@@ -343,6 +384,69 @@ def test_daemon_bad_network_input(d):
     r = d.request("PUT", f"/v1/sandboxes/{sid}/network", body={"mode": "open"})
     assert r.status == 409, r
     assert d.request("PUT", "/v1/sandboxes/sb_nope/network", body={"mode": "open"}).status == 404
+
+
+def test_daemon_secrets_never_enter_the_sandbox(d, net):
+    import secrets as pysecrets
+    port = net["tls"].port
+    value = "sk-live-" + pysecrets.token_hex(16)
+    body = {"network": {"mode": "allowlist", "allow": ["api.test", "tls-other.test", "127.0.0.2"]},
+            "secrets": [{"name": "OPENAI_API_KEY", "value": value, "hosts": ["api.test"],
+                         "header": "Authorization", "format": "Bearer {value}"}]}
+    r = d.request("POST", "/v1/sandboxes", body=body)
+    assert r.status == 201, r
+    assert value.encode() not in r.body
+    sid = r.json()["id"]
+    env = d.run(sid, "env")["stdout"]
+    assert value not in env
+    ph = [line.split("=", 1)[1] for line in env.splitlines() if line.startswith("OPENAI_API_KEY=")][0]
+    assert ph.startswith("corral-secret-OPENAI_API_KEY-"), ph
+
+    def curl(host, header, extra=""):
+        out = d.run(sid, ["sh", "-c", f'curl -sS {extra} --max-time 10 -H "{header}" https://{host}:{port}/'])
+        assert out["exit_code"] == 0, out
+        return json.loads(out["stdout"])
+
+    # The listed host gets the value, in the placeholder's place and in the format.
+    assert curl("api.test", "Authorization: Bearer $OPENAI_API_KEY")["authorization"] == f"Bearer {value}"
+    assert curl("api.test", "Authorization: $OPENAI_API_KEY")["authorization"] == f"Bearer {value}"
+    assert curl("api.test", "X-Key: k=$OPENAI_API_KEY")["x-key"] == f"k={value}"
+    # Another host (allowed by the policy) only ever sees the placeholder.
+    # (not intercepted: its certificate is the test upstream's, which only the proxy trusts)
+    got = curl("tls-other.test", "Authorization: Bearer $OPENAI_API_KEY", extra="--insecure")
+    assert got["authorization"] == f"Bearer {ph}"
+    # Nowhere inside: env of every process, files, the CA bundle.
+    # (searched by its first 20 characters, so that the search itself does
+    # not put the whole value into the sandbox or the audit log)
+    probe = value[:20]
+    scan = d.run(sid, ["sh", "-c", f"cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c '{probe}';"
+                                   f" grep -rl '{probe}' /home/user /tmp 2>/dev/null | wc -l"])
+    assert scan["stdout"].split() == ["0", "0"], scan
+    assert "PRIVATE KEY" not in d.run(sid, "cat /home/user/.corral/ca.pem")["stdout"]
+    # Nowhere outside: audit, the API, the state directory, the log.
+    audit = d.request("GET", "/v1/audit", query={"sandbox": sid}).body
+    assert value.encode() not in audit
+    conns = [x for x in json.loads(audit)["events"] if x["action"] == "net.connect" and x["destination"] == "api.test"]
+    assert conns and all(x.get("intercepted") and x.get("secrets_used") == ["OPENAI_API_KEY"] for x in conns), conns
+    assert value.encode() not in d.request("GET", f"/v1/sandboxes/{sid}").body
+    for root, _, files in os.walk(d.state_dir):
+        for f in files:
+            if f.endswith(".sock"):
+                continue
+            with open(os.path.join(root, f), "rb") as fh:
+                assert value.encode() not in fh.read(), f
+    assert value not in d.read_log()
+    d.kill(sid)
+
+
+def test_daemon_secrets_need_a_network_and_a_valid_shape(d):
+    base = {"name": "K", "value": "v", "hosts": ["api.test"]}
+    for body in ({"secrets": [base]}, {"network": "open", "secrets": [{**base, "hosts": []}]},
+                 {"network": "open", "secrets": [{**base, "name": "1bad"}]},
+                 {"network": "open", "secrets": [{**base, "extra": 1}]}, {"network": "open", "secrets": {}}):
+        r = d.request("POST", "/v1/sandboxes", body=body)
+        assert r.status == 400, (body, r)
+        assert b'"v"' not in r.body
 
 
 # ---- the CLI and the SDK against corrald ----

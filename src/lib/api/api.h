@@ -249,6 +249,7 @@ struct create_req
   uint64_t timeout_s;
   json_t *metadata, *env; /* objects of strings (new references) */
   corral_net_policy_t *network; /* NULL: none */
+  json_t *secrets;              /* [{name, value, hosts, header?, format?}] or NULL */
   uint64_t memory_mb, pids, disk_mb, cpu_millis;
 };
 int decode_create(json_t *body, uint64_t max_timeout_s, struct create_req *out, char *why, size_t why_size);
@@ -284,6 +285,12 @@ void network_forget(struct daemon *d, const char *id);
 void network_readopt(struct daemon *d, const char *id, const char *network_json);
 json_t *network_json(const char *network_json_text);
 int route_sandbox_network(struct req *r);
+/* `secrets` of a create request, checked for shape (the proxy checks the
+ * rest); values are never echoed in errors. */
+int secrets_decode(json_t *v, json_t **out, char *why, size_t why_size);
+/* Give the sandbox's proxy these secrets, the sandbox their placeholders
+ * (env) and its CA (a bundle file and the variables TLS clients read). */
+int secrets_apply(struct daemon *d, const char *id, json_t *secrets, corral_error_t *err);
 
 /* ---- ports.c: servers inside sandboxes, reached from outside ---- */
 struct public_port;

@@ -128,10 +128,16 @@ int decode_create(json_t *body, uint64_t max_timeout_s, struct create_req *out, 
   if (string_map(json_object_get(body, "metadata"), "metadata", MAX_METADATA, false, &out->metadata, w, ws) < 0)
     return -1;
   if (string_map(json_object_get(body, "env"), "env", MAX_ENV, true, &out->env, w, ws) < 0
-      || network_decode(json_object_get(body, "network"), &out->network, w, ws) < 0)
+      || network_decode(json_object_get(body, "network"), &out->network, w, ws) < 0
+      || secrets_decode(json_object_get(body, "secrets"), &out->secrets, w, ws) < 0)
     {
       create_req_release(out);
       return -1;
+    }
+  if (json_array_size(out->secrets) && (!out->network || corral_net_policy_mode(out->network) == CORRAL_NET_NONE))
+    {
+      create_req_release(out);
+      return why(w, ws, "`secrets` need a `network` mode that reaches their hosts (allowlist or open)");
     }
   return 0;
 }
@@ -143,6 +149,8 @@ void create_req_release(struct create_req *c)
   c->metadata = c->env = NULL;
   corral_net_policy_unref(c->network);
   c->network = NULL;
+  json_decref(c->secrets);
+  c->secrets = NULL;
 }
 
 static void strv_free(char **v)

@@ -41,7 +41,8 @@ static void on_connection(void *cls, const char *sandbox, const char *record)
 
 int network_start(struct daemon *d, corral_error_t *err)
 {
-  corral_proxy_options_t o = { .resolver_file = d->opt.resolver_file, .audit = on_connection, .audit_cls = d };
+  corral_proxy_options_t o = { .resolver_file = d->opt.resolver_file, .audit = on_connection, .audit_cls = d,
+                               .upstream_ca_file = d->opt.upstream_ca_file };
   return corral_proxy_new(&o, &d->proxy, err);
 }
 
@@ -185,4 +186,145 @@ int route_sandbox_network(struct req *r)
   corral_sandbox_rec_release(&rec);
   corral_net_policy_unref(p);
   return MHD_YES;
+}
+
+/* ---- secrets: values stay in the proxy, the sandbox gets placeholders ---- */
+
+int secrets_decode(json_t *v, json_t **out, char *why, size_t why_size)
+{
+  size_t i;
+  json_t *s;
+  *out = NULL;
+  if (!v || json_is_null(v))
+    return 0;
+  if (!json_is_array(v) || json_array_size(v) > CORRAL_PROXY_MAX_SECRETS)
+    return snprintf(why, why_size, "`secrets` must be an array of at most %d objects", CORRAL_PROXY_MAX_SECRETS), -1;
+  json_array_foreach(v, i, s)
+    {
+      json_t *hosts = json_object_get(s, "hosts"), *h;
+      size_t j;
+      const char *k;
+      json_t *x;
+      if (!json_is_object(s) || !json_is_string(json_object_get(s, "name"))
+          || !json_is_string(json_object_get(s, "value")) || !json_is_array(hosts) || json_array_size(hosts) == 0)
+        return snprintf(why, why_size, "`secrets[%zu]` needs `name`, `value` and a non-empty `hosts`", i), -1;
+      if (!valid_env_name(json_string_value(json_object_get(s, "name"))))
+        return snprintf(why, why_size, "`secrets[%zu].name` must be a variable name", i), -1;
+      json_array_foreach(hosts, j, h)
+        if (!json_is_string(h))
+          return snprintf(why, why_size, "`secrets[%zu].hosts` must hold names", i), -1;
+      json_object_foreach(s, k, x)
+        if (strcmp(k, "name") && strcmp(k, "value") && strcmp(k, "hosts") && strcmp(k, "header") && strcmp(k, "format"))
+          return snprintf(why, why_size, "`secrets[%zu]`: unknown field `%s`", i, k), -1;
+      if ((json_object_get(s, "header") && !json_is_string(json_object_get(s, "header")))
+          || (json_object_get(s, "format") && !json_is_string(json_object_get(s, "format"))))
+        return snprintf(why, why_size, "`secrets[%zu]`: `header` and `format` must be strings", i), -1;
+    }
+  *out = json_incref(v);
+  return 0;
+}
+
+/* Write a file inside the sandbox (as its user) through the agent. */
+static int put_file(struct daemon *d, const char *id, const char *path, const char *data, size_t len,
+                    corral_error_t *err)
+{
+  struct sbx_ref ref;
+  struct corral__frame f;
+  struct corral__msg m;
+  uint8_t *buf = NULL;
+  size_t cap = 0;
+  if (registry_ref(d, id, &ref) != 1)
+    return corral_error_set(err, ESRCH, "sandbox `%s` is not running", id);
+  json_decref(ref.env);
+  corral__frame_init(&f, CORRAL__REQ_FWRITE);
+  corral__frame_add_str(&f, CORRAL__T_PATH, path);
+  corral__frame_add_u64(&f, CORRAL__T_MODE, 0644);
+  int fd = agent_request(&ref, &f, err), r = -1;
+  if (fd < 0)
+    return -1;
+  if (corral__frame_recv(fd, &buf, &cap, &m, 30000) == 1 && m.type == CORRAL__R_OK
+      && corral__send_data(fd, CORRAL__M_DATA, data, len) == 0)
+    {
+      corral__frame_init(&f, CORRAL__M_END);
+      if (corral__frame_send(fd, &f) == 0 && corral__frame_recv(fd, &buf, &cap, &m, 30000) == 1)
+        r = m.type == CORRAL__R_ERROR ? agent_error(&m, err) : 0;
+    }
+  if (r < 0 && !*err)
+    corral_error_set(err, EIO, "write `%s` in the sandbox", path);
+  free(buf);
+  close(fd);
+  return r;
+}
+
+#define CA_BUNDLE "/home/user/.corral/ca-bundle.pem"
+
+/* The sandbox trusts its own CA besides the usual ones: a bundle of the
+ * host's CAs and the sandbox's, named by the variables TLS clients read. */
+static int install_ca(struct daemon *d, const char *id, json_t *vars, corral_error_t *err)
+{
+  char *pem = NULL, *bundle = NULL;
+  size_t size = 0;
+  if (corral_proxy_ca_pem(d->proxy, id, &pem, err) < 0)
+    return -1;
+  FILE *m = open_memstream(&bundle, &size), *sys = fopen("/etc/ssl/certs/ca-certificates.crt", "re");
+  if (m)
+    {
+      char chunk[8192];
+      size_t n;
+      while (sys && (n = fread(chunk, 1, sizeof(chunk), sys)) > 0)
+        fwrite(chunk, 1, n, m);
+      fputs(pem, m);
+      fclose(m);
+    }
+  if (sys)
+    fclose(sys);
+  int r = bundle ? put_file(d, id, CA_BUNDLE, bundle, size, err) : corral_error_set(err, ENOMEM, "CA bundle");
+  if (r == 0)
+    r = put_file(d, id, "/home/user/.corral/ca.pem", pem, strlen(pem), err);
+  free(bundle);
+  free(pem);
+  static const char *const names[] = { "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO",
+                                       "PIP_CERT" };
+  for (size_t i = 0; r == 0 && i < sizeof(names) / sizeof(*names); i++)
+    json_object_set_new(vars, names[i], json_string(CA_BUNDLE));
+  if (r == 0)
+    json_object_set_new(vars, "NODE_EXTRA_CA_CERTS", json_string("/home/user/.corral/ca.pem"));
+  return r;
+}
+
+int secrets_apply(struct daemon *d, const char *id, json_t *secrets, corral_error_t *err)
+{
+  size_t n = json_array_size(secrets), i;
+  corral_secret_t s[CORRAL_PROXY_MAX_SECRETS];
+  const char *hosts[CORRAL_PROXY_MAX_SECRETS][CORRAL_SECRET_MAX_HOSTS];
+  json_t *e, *vars = json_object();
+  if (n > CORRAL_PROXY_MAX_SECRETS)
+    return json_decref(vars), corral_error_set(err, E2BIG, "too many secrets");
+  json_array_foreach(secrets, i, e)
+    {
+      json_t *hs = json_object_get(e, "hosts"), *h;
+      size_t j;
+      s[i] = (corral_secret_t){ .name = json_string_value(json_object_get(e, "name")),
+                                .value = json_string_value(json_object_get(e, "value")),
+                                .hosts = hosts[i],
+                                .header = json_string_value(json_object_get(e, "header")),
+                                .format = json_string_value(json_object_get(e, "format")) };
+      json_array_foreach(hs, j, h)
+        if (j < CORRAL_SECRET_MAX_HOSTS)
+          hosts[i][j] = json_string_value(h);
+      s[i].nhosts = json_array_size(hs) < CORRAL_SECRET_MAX_HOSTS ? json_array_size(hs) : CORRAL_SECRET_MAX_HOSTS;
+    }
+  int r = corral_proxy_set_secrets(d->proxy, id, s, n, err);
+  for (i = 0; r == 0 && i < n; i++)
+    {
+      char ph[CORRAL_SECRET_PLACEHOLDER_MAX];
+      if ((r = corral_proxy_secret_placeholder(d->proxy, id, s[i].name, ph, err)) == 0)
+        json_object_set_new(vars, s[i].name, json_string(ph));
+    }
+  if (r == 0 && n)
+    r = install_ca(d, id, vars, err);
+  if (r == 0)
+    registry_add_env(d, id, vars);
+  json_decref(vars);
+  return r;
 }

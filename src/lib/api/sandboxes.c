@@ -232,8 +232,9 @@ int sandbox_create(struct req *r, const struct create_req *c, corral_sandbox_rec
           return -1;
         }
     }
-  if (c->network && corral_net_policy_mode(c->network) != CORRAL_NET_NONE
-      && network_apply(r->d, id, c->network, true, &err) < 0)
+  if ((c->network && corral_net_policy_mode(c->network) != CORRAL_NET_NONE
+       && network_apply(r->d, id, c->network, true, &err) < 0)
+      || (json_array_size(c->secrets) && secrets_apply(r->d, id, c->secrets, &err) < 0))
     {
       registry_end(r->d, id, "error");
       api_fail_err(r, err, "network");

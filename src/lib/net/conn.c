@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <openssl/crypto.h>
 #include "proxy.h"
 #include "../common/utils.h"
 
@@ -36,6 +37,7 @@ enum state
   ST_CONNECTING,
   ST_SNI,
   ST_RELAY,
+  ST_MITM,                      /* an intercepted tunnel (mitm.c) */
   ST_DRAIN,
   ST_DONE,
 };
@@ -66,6 +68,9 @@ struct conn
   struct sockaddr_storage peer; /* the address connected (or last tried) */
   corral_net_verdict_t verdict, deny;
   struct corral__http_head *http;
+  struct corral__mitm *mitm;
+  uint32_t mitm_cw, mitm_uw;    /* the events the intercepted relay wants */
+  json_t *secrets_used;         /* names of secrets put in requests */
   struct buf c2u, u2c;
   uint64_t start_ms, deadline_ms, last_io_ms, up, down;
   int last_errno;
@@ -139,6 +144,10 @@ static void update_interest(struct conn *c)
       cw = EPOLLIN;
       uw = EPOLLIN;             /* a server that speaks first: not TLS */
       break;
+    case ST_MITM:
+      cw = c->mitm_cw;
+      uw = c->mitm_uw;
+      break;
     case ST_RELAY:
       if (!c->c_eof && bspace(&c->c2u) > 0)
         cw |= EPOLLIN;
@@ -191,6 +200,10 @@ static void audit(struct conn *c)
     return;
   if (error[0])
     json_object_set_new(o, "error", json_string(error));
+  if (c->mitm)
+    json_object_set_new(o, "intercepted", json_true());
+  if (c->secrets_used)          /* names only: values never reach a record */
+    json_object_set(o, "secrets_used", c->secrets_used);
   char *s = json_dumps(o, JSON_COMPACT);
   json_decref(o);
   if (s)
@@ -234,6 +247,13 @@ static void close_conn(struct conn *c)
     close(c->cfd);
   c->cfd = -1;
   close_upstream(c);
+  /* A request head with a secret in it may still be in c2u. */
+  if (c->secrets_used && c->c2u.data)
+    OPENSSL_cleanse(c->c2u.data, RELAY_BUF);
+  corral__mitm_free(c->mitm);
+  c->mitm = NULL;
+  json_decref(c->secrets_used);
+  c->secrets_used = NULL;
   free(c->c2u.data);
   free(c->u2c.data);
   free(c->http);
@@ -608,6 +628,43 @@ static void enter_relay(struct conn *c)
 
 static void sni_check(struct conn *c);
 
+static void start_mitm(struct conn *c)
+{
+  const char *why = "";
+  SSL *srv = corral__ca_server_ssl(c->sb->ca, c->host, &why);
+  c->mitm = srv ? corral__mitm_new(srv, c->p->tls_client, c->host, c->port, &why) : NULL;
+  count(c, true);
+  if (c->mitm == NULL)
+    return finish(c, why);
+  /* The ClientHello the SNI check read is the start of the TLS stream. */
+  corral__mitm_preload(c->mitm, c->c2u.data + c->c2u.start, blen(&c->c2u));
+  c->c2u.start = c->c2u.end = 0;
+  c->st = ST_MITM;
+  c->deadline_ms = 0;
+  c->last_io_ms = corral__now_ms();
+  step(c);
+}
+
+static void on_mitm(struct conn *c)
+{
+  struct corral__mitm_io io;
+  int r = corral__mitm_pump(c->mitm, c->cfd, c->ufd, c->sb->secrets, &c->secrets_used, &io);
+  if (io.up || io.down)
+    {
+      c->up += io.up;
+      c->down += io.down;
+      COUNT(c->sb, up, io.up);
+      COUNT(c->sb, down, io.down);
+      c->last_io_ms = corral__now_ms();
+    }
+  if (r < 0)
+    return finish(c, io.why);
+  if (r == 0)
+    return finish(c, NULL);
+  c->mitm_cw = io.cw;
+  c->mitm_uw = io.uw;
+}
+
 static void connect_done(struct conn *c)
 {
   int e = 0;
@@ -625,7 +682,13 @@ static void connect_done(struct conn *c)
   if (c->socks)
     {
       reply_socks(c, CORRAL__SOCKS_REP_OK);
-      return enter_relay(c);
+      /* A SOCKS tunnel to a host some secret lists is intercepted like a
+       * CONNECT one: its ClientHello must name that host too. */
+      if (!corral__secrets_listed(c->sb->secrets, c->host))
+        return enter_relay(c);
+      c->st = ST_SNI;
+      c->deadline_ms = corral__now_ms() + c->p->opts.handshake_timeout_ms;
+      return sni_check(c);
     }
   if (!c->http_forward)
     {
@@ -668,7 +731,11 @@ static bool prepare_forward(struct conn *c)
   bool done = false;
   if (nb == NULL)
     return false;
-  ssize_t n = corral__http_head_rewrite(h, c->c2u.data, nb, RELAY_BUF);
+  struct corral__secret_edit e;
+  bool edit = corral__secret_edit_init(&e, c->sb->secrets, c->host, &c->secrets_used);
+  /* The Host header already agrees with the URI (corral__http_head_target),
+   * so the destination checked is the one the secrets are for. */
+  ssize_t n = corral__http_head_rewrite_edit(h, c->c2u.data, nb, RELAY_BUF, edit ? corral__secrets_edit : NULL, &e);
   size_t left = c->c2u.end - h->head_end;
   ssize_t m = n < 0 ? -1 : corral__http_body_feed(h, c->c2u.data + h->head_end, left, &done);
   if (n < 0 || m < 0 || (size_t) n + (size_t) m > RELAY_BUF)
@@ -784,11 +851,17 @@ static void sni_check(struct conn *c)
       set_verdict(&v, false, "deny malformed client hello");
       break;
     case CORRAL__SNI_FOUND:
-      if (corral__same_host(name, strlen(name), c->host, strlen(c->host)))
-        return enter_relay(c);
-      set_verdict(&v, false, "deny sni mismatch");
-      set_error(c, "the TLS server name %.100s is not the CONNECT host", name);
-      break;
+      if (!corral__same_host(name, strlen(name), c->host, strlen(c->host)))
+        {
+          set_verdict(&v, false, "deny sni mismatch");
+          set_error(c, "the TLS server name %.100s is not the CONNECT host", name);
+          break;
+        }
+      /* Only tunnels to a host some secret lists are intercepted; the
+       * policy has allowed this one already (and rechecks it as usual). */
+      if (corral__secrets_listed(c->sb->secrets, c->host) && c->sb->ca)
+        return start_mitm(c);
+      return enter_relay(c);
     default:
       return enter_relay(c);    /* not TLS, or TLS without a server name */
     }
@@ -920,6 +993,7 @@ static void step(struct conn *c)
       if (pump_up(c))
         pump_down(c);
       break;
+    case ST_MITM: on_mitm(c); break;
     case ST_DRAIN: on_drain(c); break;
     default: break;
     }
@@ -952,7 +1026,7 @@ void corral__sandbox_recheck(struct sandbox *sb)
       next = c->next;
       /* Connections still resolving are checked when the answer comes,
        * against the policy of that moment. */
-      if (c->st != ST_CONNECTING && c->st != ST_SNI && c->st != ST_RELAY)
+      if (c->st != ST_CONNECTING && c->st != ST_SNI && c->st != ST_RELAY && c->st != ST_MITM)
         continue;
       corral_net_policy_check(sb->policy, c->host, c->port, (struct sockaddr *) &c->peer, &v);
       if (!v.allowed)
@@ -995,7 +1069,7 @@ bool corral__conn_sweep(struct corral_proxy *p, uint64_t now)
     for (struct conn *c = sb->conns, *next; c; c = next)
       {
         next = c->next;
-        if (c->st == ST_RELAY)
+        if (c->st == ST_RELAY || c->st == ST_MITM)
           {
             if (idle && now - c->last_io_ms >= idle)
               finish(c, "idle timeout");

@@ -181,7 +181,8 @@ static bool name_is(const struct corral__http_head *h, const char *buf, unsigned
 /* The Host header must name the URI's host and port: otherwise a client
  * could have the request checked for one host and served as another by a
  * server that routes on Host. */
-static bool host_header_agrees(const struct corral__http_head *h, const char *buf, const struct corral__http_target *t)
+static bool host_header_is(const struct corral__http_head *h, const char *buf, const char *thost, uint16_t tport,
+                           uint16_t dflt, bool required)
 {
   int found = -1;
   for (unsigned i = 0; i < h->nhdr; i++)
@@ -192,7 +193,7 @@ static bool host_header_agrees(const struct corral__http_head *h, const char *bu
         found = (int) i;
       }
   if (found < 0)
-    return true;                /* none: we add the URI's */
+    return !required;           /* none: the proxy adds the URI's */
   const char *v = buf + h->value[found].off;
   size_t n = h->value[found].len;
   while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
@@ -224,10 +225,15 @@ static bool host_header_agrees(const struct corral__http_head *h, const char *bu
           pn = n - hn - 1;
         }
     }
-  uint16_t p = 80;
+  uint16_t p = dflt;
   if (port && !port_of(port, pn, &p))
     return false;
-  return p == t->port && corral__same_host(host, hn, t->host, strlen(t->host));
+  return p == tport && corral__same_host(host, hn, thost, strlen(thost));
+}
+
+bool corral__http_head_host_is(const struct corral__http_head *h, const char *buf, const char *host, uint16_t port)
+{
+  return host_header_is(h, buf, host, port, 443, true);
 }
 
 /* RFC 9110 tchar.  http_parser in its lenient build lets spaces into
@@ -295,7 +301,7 @@ int corral__http_head_target(struct corral__http_head *h, const char *buf, struc
     t->port = t->is_connect ? 0 : 80;
   if (t->port == 0)
     return (h->why = "invalid port in the request target"), -400;
-  if (!t->is_connect && !host_header_agrees(h, buf, t))
+  if (!t->is_connect && !host_header_is(h, buf, t->host, t->port, 80, false))
     return (h->why = "host mismatch"), -403;
   return 0;
 }
@@ -338,7 +344,68 @@ static bool dropped(const struct corral__http_head *h, const char *buf, unsigned
   return false;
 }
 
+/* One field, its value through edit (if any). */
+static bool put_field(struct out *o, const struct corral__http_head *h, const char *buf, unsigned i,
+                      corral__http_edit_fn edit, void *cls)
+{
+  const char *v = buf + h->value[i].off;
+  size_t vn = h->value[i].len;
+  if (memchr(v, '\r', vn) || memchr(v, '\n', vn) || memchr(v, '\0', vn))
+    return false;
+  put(o, buf + h->name[i].off, h->name[i].len);
+  puts_(o, ": ");
+  ssize_t n = -1;
+  if (edit && !o->full)
+    n = edit(cls, buf + h->name[i].off, h->name[i].len, v, vn, o->p + o->len, o->cap - o->len);
+  if (n == -2)
+    o->full = true;
+  else if (n >= 0)
+    o->len += (size_t) n;
+  else
+    put(o, v, vn);
+  puts_(o, "\r\n");
+  return true;
+}
+
+ssize_t corral__http_head_copy(const struct corral__http_head *h, const char *buf, char *outbuf, size_t cap,
+                               corral__http_edit_fn edit, void *cls)
+{
+  struct out o = { outbuf, 0, cap, false };
+  char line[64];
+  puts_(&o, http_method_str((enum http_method) h->parser.method));
+  puts_(&o, " ");
+  put(&o, buf + h->url.off, h->url.len);
+  snprintf(line, sizeof(line), " HTTP/%u.%u\r\n", h->parser.http_major, h->parser.http_minor);
+  puts_(&o, line);
+  for (unsigned i = 0; i < h->nhdr; i++)
+    if (!put_field(&o, h, buf, i, edit, cls))
+      return -1;
+  puts_(&o, "\r\n");
+  return o.full ? -1 : (ssize_t) o.len;
+}
+
+int corral__http_head_check_origin(struct corral__http_head *h, const char *buf)
+{
+  if (h->parser.http_major != 1 || h->parser.http_minor > 1)
+    return (h->why = "only HTTP/1.0 and HTTP/1.1 are relayed"), -1;
+  if (h->parser.method == HTTP_CONNECT)
+    return (h->why = "CONNECT inside a tunnel"), -1;
+  if (!fields_valid(h, buf))
+    return (h->why = "invalid header field"), -1;
+  /* Origin form ("/path") or "*": an absolute URI inside the tunnel would
+   * name a host of its own. */
+  if (h->url.len == 0 || (buf[h->url.off] != '/' && !(h->url.len == 1 && buf[h->url.off] == '*')))
+    return (h->why = "only origin-form requests are relayed in an intercepted tunnel"), -1;
+  return 0;
+}
+
 ssize_t corral__http_head_rewrite(const struct corral__http_head *h, const char *buf, char *outbuf, size_t cap)
+{
+  return corral__http_head_rewrite_edit(h, buf, outbuf, cap, NULL, NULL);
+}
+
+ssize_t corral__http_head_rewrite_edit(const struct corral__http_head *h, const char *buf, char *outbuf, size_t cap,
+                                       corral__http_edit_fn edit, void *cls)
 {
   const struct http_parser_url *u = &h->u;
   const char *url = buf + h->url.off;
@@ -363,14 +430,9 @@ ssize_t corral__http_head_rewrite(const struct corral__http_head *h, const char 
     {
       if (dropped(h, buf, i))
         continue;
-      const char *v = buf + h->value[i].off;
-      if (memchr(v, '\r', h->value[i].len) || memchr(v, '\n', h->value[i].len) || memchr(v, '\0', h->value[i].len))
-        return -1;
       has_host |= name_is(h, buf, i, "host");
-      put(&o, buf + h->name[i].off, h->name[i].len);
-      puts_(&o, ": ");
-      put(&o, v, h->value[i].len);
-      puts_(&o, "\r\n");
+      if (!put_field(&o, h, buf, i, edit, cls))
+        return -1;
     }
   if (!has_host)
     {

@@ -140,6 +140,23 @@ int corral__http_head_target(struct corral__http_head *h, const char *buf, struc
  * and proxy headers, with "Connection: close".  Returns its length, or -1
  * when it does not fit in cap. */
 ssize_t corral__http_head_rewrite(const struct corral__http_head *h, const char *buf, char *out, size_t cap);
+/* Edits one header field value: writes the new value to out[0..cap) and
+ * returns its length, -1 to keep the value as is, or -2 when it does not
+ * fit.  Used to put secrets in place of their placeholders. */
+typedef ssize_t (*corral__http_edit_fn)(void *cls, const char *name, size_t nn, const char *value, size_t vn,
+                                        char *out, size_t cap);
+/* corral__http_head_rewrite with every kept field's value through edit. */
+ssize_t corral__http_head_rewrite_edit(const struct corral__http_head *h, const char *buf, char *out, size_t cap,
+                                       corral__http_edit_fn edit, void *cls);
+/* A complete head inside an intercepted tunnel: HTTP/1.0 or 1.1, valid
+ * fields, origin form (or "*"), not CONNECT.  0, or -1 with h->why. */
+int corral__http_head_check_origin(struct corral__http_head *h, const char *buf);
+/* The head as received (every field kept), values through edit (may be
+ * NULL).  Its length, or -1 when it does not fit in cap. */
+ssize_t corral__http_head_copy(const struct corral__http_head *h, const char *buf, char *out, size_t cap,
+                               corral__http_edit_fn edit, void *cls);
+/* Exactly one Host header, naming host and port (443 when it has none). */
+bool corral__http_head_host_is(const struct corral__http_head *h, const char *buf, const char *host, uint16_t port);
 /* After the head: how many of data[0..len) (the next bytes from the
  * client) still belong to the request; *done once its end is reached.  -1
  * on a malformed body. */

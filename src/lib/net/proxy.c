@@ -24,6 +24,9 @@ enum cmd_op
   CMD_ADD,
   CMD_SET_POLICY,
   CMD_REMOVE,
+  CMD_SET_SECRETS,
+  CMD_PLACEHOLDER,
+  CMD_CA_PEM,
   CMD_STOP,
 };
 
@@ -34,6 +37,11 @@ struct cmd
   const char *id;
   int http_fd, socks_fd;
   corral_net_policy_t *policy;
+  struct corral__secrets *secrets; /* CMD_SET_SECRETS: taken when done */
+  struct corral__ca *ca;           /* CMD_SET_SECRETS: taken if the sandbox has none */
+  const char *name;                /* CMD_PLACEHOLDER */
+  char *out;                       /* CMD_PLACEHOLDER */
+  char **pem;                      /* CMD_CA_PEM */
   corral_error_t *err;
   int ret;
   bool done;
@@ -203,6 +211,47 @@ static int do_set_policy(struct corral_proxy *p, struct cmd *c)
   return 0;
 }
 
+/* The set was validated (and the CA made) on the caller's thread; here it
+ * only replaces the old one.  Intercepted connections read the sandbox's
+ * set at each request, so the change applies to them at once. */
+static int do_set_secrets(struct corral_proxy *p, struct cmd *c)
+{
+  struct sandbox *sb = find_sandbox(p, c->id);
+  if (sb == NULL)
+    return corral_error_set(c->err, ENOENT, "sandbox %s has no egress proxy", c->id);
+  corral__secrets_inherit(c->secrets, sb->secrets);
+  corral__secrets_free(sb->secrets);
+  sb->secrets = c->secrets;
+  c->secrets = NULL;
+  if (sb->ca == NULL && c->ca)
+    sb->ca = steal_pointer(&c->ca); /* the CA stays: the sandbox already trusts it */
+  return 0;
+}
+
+static int do_placeholder(struct corral_proxy *p, struct cmd *c)
+{
+  struct sandbox *sb = find_sandbox(p, c->id);
+  if (sb == NULL)
+    return corral_error_set(c->err, ENOENT, "sandbox %s has no egress proxy", c->id);
+  const struct corral__secret *s = corral__secrets_find(sb->secrets, c->name);
+  if (s == NULL)
+    return corral_error_set(c->err, ENOENT, "sandbox %s has no secret %.64s", c->id, c->name);
+  memcpy(c->out, s->placeholder, sizeof(s->placeholder));
+  return 0;
+}
+
+static int do_ca_pem(struct corral_proxy *p, struct cmd *c)
+{
+  struct sandbox *sb = find_sandbox(p, c->id);
+  if (sb == NULL)
+    return corral_error_set(c->err, ENOENT, "sandbox %s has no egress proxy", c->id);
+  if (sb->ca == NULL)
+    return corral_error_set(c->err, ENODATA, "sandbox %s has no CA (no secrets were attached)", c->id);
+  if ((*c->pem = strdup(corral__ca_pem(sb->ca))) == NULL)
+    return corral_error_set(c->err, ENOMEM, "copying the CA certificate");
+  return 0;
+}
+
 static void remove_sandbox(struct corral_proxy *p, struct sandbox *sb, const char *why)
 {
   corral__sandbox_abort_all(sb, why);
@@ -218,6 +267,8 @@ static void remove_sandbox(struct corral_proxy *p, struct sandbox *sb, const cha
       }
   pthread_mutex_unlock(&p->lock);
   corral_net_policy_unref(sb->policy);
+  corral__secrets_free(sb->secrets);
+  corral__ca_free(sb->ca);
   free(sb);
 }
 
@@ -237,6 +288,15 @@ static void run_cmd(struct corral_proxy *p, struct cmd *c)
       c->ret = sb ? 0 : -ENOENT;
       if (sb)
         remove_sandbox(p, sb, "sandbox removed");
+      break;
+    case CMD_SET_SECRETS:
+      c->ret = do_set_secrets(p, c);
+      break;
+    case CMD_PLACEHOLDER:
+      c->ret = do_placeholder(p, c);
+      break;
+    case CMD_CA_PEM:
+      c->ret = do_ca_pem(p, c);
       break;
     default:
       p->stopping = true;
@@ -382,6 +442,7 @@ static void proxy_free(struct corral_proxy *p)
   if (p->wakefd >= 0)
     close(p->wakefd);
   corral__resolver_free(p->resolver);
+  SSL_CTX_free(p->tls_client);
   pthread_mutex_destroy(&p->lock);
   pthread_cond_destroy(&p->cmd_cond);
   pthread_cond_destroy(&p->job_cond);
@@ -402,6 +463,7 @@ static void set_defaults(corral_proxy_options_t *o)
   if (o->resolver_threads > 64)
     o->resolver_threads = 64;
   o->resolver_file = NULL;      /* read once, below; not kept */
+  o->upstream_ca_file = NULL;
 }
 
 static int start_threads(struct corral_proxy *p, corral_error_t *err)
@@ -435,6 +497,8 @@ int corral_proxy_new(const corral_proxy_options_t *opts, corral_proxy_t **out, c
   p->wake_ev.kind = EV_WAKE;
   struct epoll_event e = { .events = EPOLLIN, .data.ptr = &p->wake_ev };
   int r = corral__resolver_new(opts ? opts->resolver_file : NULL, &p->resolver, err);
+  if (r == 0)
+    r = corral__tls_client_ctx(opts ? opts->upstream_ca_file : NULL, &p->tls_client, err);
   if (r == 0 && ((p->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0
                  || (p->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0
                  || epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->wakefd, &e) < 0))
@@ -476,6 +540,44 @@ int corral_proxy_remove(corral_proxy_t *p, const char *sandbox_id)
   if (sandbox_id == NULL)
     return -ENOENT;
   struct cmd c = { .op = CMD_REMOVE, .id = sandbox_id };
+  return call(p, &c);
+}
+
+int corral_proxy_set_secrets(corral_proxy_t *p, const char *sandbox_id, const corral_secret_t *secrets, size_t n,
+                             corral_error_t *err)
+{
+  if (sandbox_id == NULL)
+    return corral_error_set(err, EINVAL, "corral_proxy_set_secrets needs a sandbox id");
+  struct cmd c = { .op = CMD_SET_SECRETS, .id = sandbox_id, .err = err };
+  /* Validation and key generation happen here, off the loop thread. */
+  if (corral__secrets_new(secrets, n, &c.secrets, err) < 0)
+    return corral_error_wrap(err, "sandbox %s", sandbox_id);
+  if (n > 0 && corral__ca_new(sandbox_id, &c.ca, err) < 0)
+    {
+      corral__secrets_free(c.secrets);
+      return -1;
+    }
+  int r = call(p, &c);
+  corral__secrets_free(c.secrets); /* NULL unless it failed */
+  corral__ca_free(c.ca);           /* NULL unless the sandbox had a CA */
+  return r;
+}
+
+int corral_proxy_secret_placeholder(corral_proxy_t *p, const char *sandbox_id, const char *name,
+                                    char out[CORRAL_SECRET_PLACEHOLDER_MAX], corral_error_t *err)
+{
+  if (sandbox_id == NULL || name == NULL)
+    return corral_error_set(err, EINVAL, "corral_proxy_secret_placeholder needs a sandbox id and a name");
+  struct cmd c = { .op = CMD_PLACEHOLDER, .id = sandbox_id, .name = name, .out = out, .err = err };
+  return call(p, &c);
+}
+
+int corral_proxy_ca_pem(corral_proxy_t *p, const char *sandbox_id, char **pem, corral_error_t *err)
+{
+  if (sandbox_id == NULL || pem == NULL)
+    return corral_error_set(err, EINVAL, "corral_proxy_ca_pem needs a sandbox id");
+  *pem = NULL;
+  struct cmd c = { .op = CMD_CA_PEM, .id = sandbox_id, .pem = pem, .err = err };
   return call(p, &c);
 }
 

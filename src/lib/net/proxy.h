@@ -6,7 +6,7 @@
 #define CORRAL_NET_PROXY_H
 
 #include <pthread.h>
-#include "net.h"
+#include "secrets.h"
 
 #define PROXY_ID_MAX 128
 #define RELAY_BUF 32768
@@ -54,6 +54,8 @@ struct sandbox
   struct conn *conns;
   unsigned nconns;
   struct counters stats;
+  struct corral__secrets *secrets; /* NULL: none */
+  struct corral__ca *ca;           /* created with the first secrets, kept */
 };
 
 /* A name to resolve, handed to the resolver threads and back. */
@@ -90,6 +92,7 @@ struct corral_proxy
   struct conn *graveyard;       /* closed during this batch of events */
   bool rearm_listeners;
   struct counters stats;
+  SSL_CTX *tls_client;          /* intercepted tunnels' upstream side */
 };
 
 /* conn.c */
