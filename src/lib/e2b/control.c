@@ -122,10 +122,16 @@ int e2b_sandbox_create(struct req *r)
 /* A running sandbox of this tenant, or respond 404 (E2B forgets ended ones). */
 static int running_record(struct req *r, corral_sandbox_rec_t *rec)
 {
+  struct sbx_ref ref;
   if (sandbox_visible(r, r->params[0], rec) < 0)
     return -1;
-  if (strcmp(rec->state, "running") == 0)
-    return 0;
+  /* The registry knows first that a sandbox is ending (its record says
+   * so once the ending is done): ask both. */
+  if (strcmp(rec->state, "running") == 0 && registry_get(r->d, rec->id, rec->tenant, true, &ref) == 1)
+    {
+      json_decref(ref.env);
+      return 0;
+    }
   corral_sandbox_rec_release(rec);
   return api_fail(r, 404, "not_found", "sandbox `%s` not found (it ended)", r->params[0]), -1;
 }
