@@ -115,6 +115,7 @@ bench: all
 	/usr/bin/python3 bench/bench.py --corral $(BUILD)/bin/corral
 	/usr/bin/python3 bench/daemon_bench.py --corrald $(BUILD)/bin/corrald
 	/usr/bin/python3 bench/code_bench.py --corrald $(BUILD)/bin/corrald
+	/usr/bin/python3 bench/net_bench.py --corral $(BUILD)/bin/corral
 	CORRAL_BUILD=$(BUILD) node bench/e2b_bench.mjs
 
 clean:

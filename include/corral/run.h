@@ -61,6 +61,15 @@ typedef struct corral_config_s {
   /* Called (on the proxy's thread) with one JSON record per connection. */
   void (*net_audit)(void *cls, const char *json_record);
   void *net_audit_cls;
+  /* A terminal for the command (corral run --tty): a new pseudo-terminal
+   * of the sandbox's own devpts becomes its controlling terminal and its
+   * stdin, stdout and stderr, and corral_run relays bytes between its
+   * master and tty_in/tty_out (the caller's fds, left as they are: raw mode
+   * for a terminal is the caller's to set).  The initial size is tty_in's
+   * (or tty_out's); a SIGWINCH byte on signal_fd resizes it rather than
+   * being forwarded.  No host terminal is ever inside the sandbox. */
+  bool tty;
+  int tty_in, tty_out;         /* default 0 and 1 */
 } corral_config_t;
 
 typedef enum {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <unistd.h>
 #include <corral/run.h>
 #include "cli.h"
@@ -33,11 +34,13 @@ static const char run_usage[] =
   "                        203.0.113.7, 10.0.0.0/8 (repeatable; see docs/network.md)\n"
   "  --net-log FILE|-      one JSON line per connection attempt (allowed or denied)\n"
   "  --hostname NAME       host name inside (default corral)\n"
+  "  --tty, --no-tty       give the command a terminal of its own (default: when stdin\n"
+  "                        and stdout are terminals), or never (plain pipes)\n"
   "  --result FILE|-       write a JSON result record to FILE (or stderr)\n";
 
 enum { OPT_ROOTFS = 256, OPT_ROOT, OPT_MEMORY, OPT_CPUS, OPT_PIDS, OPT_DISK, OPT_TIMEOUT, OPT_CPU_TIME,
        OPT_ENV, OPT_WORKDIR, OPT_BIND, OPT_NETWORK, OPT_HOSTNAME, OPT_RESULT, OPT_HELP, OPT_ALLOW,
-       OPT_NET_LOG };
+       OPT_NET_LOG, OPT_TTY, OPT_NO_TTY };
 
 static const struct option run_options[] = {
   { "rootfs", required_argument, NULL, OPT_ROOTFS }, { "root", no_argument, NULL, OPT_ROOT },
@@ -48,6 +51,7 @@ static const struct option run_options[] = {
   { "bind", required_argument, NULL, OPT_BIND }, { "network", required_argument, NULL, OPT_NETWORK },
   { "hostname", required_argument, NULL, OPT_HOSTNAME }, { "result", required_argument, NULL, OPT_RESULT },
   { "allow", required_argument, NULL, OPT_ALLOW }, { "net-log", required_argument, NULL, OPT_NET_LOG },
+  { "tty", no_argument, NULL, OPT_TTY }, { "no-tty", no_argument, NULL, OPT_NO_TTY },
   { "help", no_argument, NULL, OPT_HELP }, { NULL, 0, NULL, 0 }
 };
 
@@ -96,9 +100,10 @@ static void on_signal(int sig)
   errno = saved;
 }
 
+/* SIGWINCH only with a terminal: the library resizes the command's. */
 static void install_forwarding(corral_config_t *cfg)
 {
-  static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+  static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH };
   struct sigaction sa;
   if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
     return;
@@ -106,8 +111,77 @@ static void install_forwarding(corral_config_t *cfg)
   sa.sa_handler = on_signal;
   sa.sa_flags = SA_RESTART;
   for (size_t i = 0; i < sizeof(sigs) / sizeof(*sigs); i++)
-    sigaction(sigs[i], &sa, NULL);
+    if (sigs[i] != SIGWINCH || cfg->tty)
+      sigaction(sigs[i], &sa, NULL);
   cfg->signal_fd = signal_pipe[0];
+}
+
+/* ---- the caller's terminal in raw mode while the command has its own ----
+ * Every byte, ^C included, goes to the command's terminal, whose line
+ * discipline decides what it means.  The caller's modes come back on every
+ * way out: the normal return, and any signal that would end or stop us. */
+
+static int raw_fd = -1;
+static struct termios raw_saved, raw_mode;
+
+static void restore_terminal(void)
+{
+  if (raw_fd >= 0)
+    tcsetattr(raw_fd, TCSADRAIN, &raw_saved);
+  raw_fd = -1;
+}
+
+static void on_fatal(int sig)
+{
+  restore_terminal();
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+/* Stopped from outside (kill -TSTP): give the shell its terminal back,
+ * and take it again, at the new size, when continued. */
+static void on_stop(int sig)
+{
+  int saved = errno, fd = raw_fd;
+  (void) sig;
+  restore_terminal();
+  raise(SIGSTOP);
+  if (fd >= 0 && tcsetattr(fd, TCSADRAIN, &raw_mode) == 0)
+    raw_fd = fd;
+  on_signal(SIGWINCH);
+  errno = saved;
+}
+
+static void enter_raw_mode(int fd)
+{
+  static const int fatal[] = { SIGALRM, SIGVTALRM, SIGPROF, SIGXCPU, SIGXFSZ, SIGSEGV, SIGBUS,
+                               SIGFPE, SIGILL, SIGABRT, SIGSYS, SIGTRAP };
+  struct sigaction sa;
+  if (!isatty(fd) || tcgetattr(fd, &raw_saved) < 0)
+    return;
+  raw_mode = raw_saved;
+  cfmakeraw(&raw_mode);
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_fatal;
+  for (size_t i = 0; i < sizeof(fatal) / sizeof(*fatal); i++)
+    sigaction(fatal[i], &sa, NULL);
+  sa.sa_handler = on_stop;
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTSTP, &sa, NULL);
+  /* Output that nobody reads hangs the command's terminal up (EPIPE). */
+  signal(SIGPIPE, SIG_IGN);
+  if (tcsetattr(fd, TCSADRAIN, &raw_mode) == 0)
+    raw_fd = fd;
+}
+
+/* A terminal of its own by default only when both ends are terminals
+ * (`corral run -- cmd > file` keeps plain output) and we are in the
+ * foreground: a background run (`&`) would stop at raw mode (SIGTTOU), and
+ * keeps today's behaviour instead. */
+static bool want_tty(void)
+{
+  pid_t fg = tcgetpgrp(0);
+  return isatty(0) && isatty(1) && (fg < 0 || fg == getpgrp());
 }
 
 static int parse_count(const char *s, uint64_t *out, corral_error_t *err)
@@ -172,7 +246,8 @@ static int add_env(corral_config_t *cfg, const char *arg, corral_error_t *err)
   return 0;
 }
 
-static int parse_option(corral_config_t *cfg, int opt, const char *arg, const char **result, corral_error_t *err)
+static int parse_option(corral_config_t *cfg, int opt, const char *arg, const char **result, bool *tty_set,
+                        corral_error_t *err)
 {
   uint64_t v;
   switch (opt)
@@ -202,6 +277,8 @@ static int parse_option(corral_config_t *cfg, int opt, const char *arg, const ch
     case OPT_NET_LOG: return open_net_log(cfg, arg, err);
     case OPT_HOSTNAME: return set_path(&cfg->hostname, arg, "hostname", err);
     case OPT_RESULT: *result = arg; return 0;
+    case OPT_TTY: cfg->tty = true; *tty_set = true; return 0;
+    case OPT_NO_TTY: cfg->tty = false; *tty_set = true; return 0;
     default: return corral_error_set(err, EINVAL, "unknown option (see corral run --help)");
     }
 }
@@ -233,6 +310,7 @@ int corral_cli_run(int argc, char **argv)
   corral_result_t res;
   corral_error_t err = NULL;
   const char *result = NULL;
+  bool tty_set = false;
   int opt, code;
 
   corral_config_init(&cfg);
@@ -252,7 +330,7 @@ int corral_cli_run(int argc, char **argv)
           corral_config_release(&cfg);
           return 125;
         }
-      if (parse_option(&cfg, opt, optarg, &result, &err) < 0)
+      if (parse_option(&cfg, opt, optarg, &result, &tty_set, &err) < 0)
         {
           fprintf(stderr, "corral: %s\n", corral_error_message(err));
           corral_error_release(&err);
@@ -262,8 +340,14 @@ int corral_cli_run(int argc, char **argv)
     }
   cfg.argv = argv + optind;
   cfg.resolver_file = getenv("CORRAL_RESOLVER_FILE"); /* tests: names without DNS */
+  if (!tty_set)
+    cfg.tty = want_tty();
   install_forwarding(&cfg);
-  if (corral_run(&cfg, &res, &err) < 0)
+  if (cfg.tty)
+    enter_raw_mode(0);
+  int r = corral_run(&cfg, &res, &err);
+  restore_terminal();
+  if (r < 0)
     fprintf(stderr, "corral: %s\n", corral_error_message(err));
   if (result)
     write_result(result, &res);

@@ -18,6 +18,8 @@ void corral_config_init(corral_config_t *cfg)
   cfg->memory_bytes = CORRAL_DEFAULT_MEMORY;
   cfg->pids = CORRAL_DEFAULT_PIDS;
   cfg->signal_fd = -1;
+  cfg->tty_in = 0;
+  cfg->tty_out = 1;
 }
 
 void corral_config_release(corral_config_t *cfg)

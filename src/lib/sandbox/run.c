@@ -23,6 +23,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <corral/net.h>
@@ -95,9 +96,22 @@ static void __attribute__((noreturn)) exec_fail(int fd, int code, corral_error_t
   _exit(code);
 }
 
+/* With a terminal, the sandbox's own pseudo-terminal becomes the session's
+ * controlling one, so ^C and job control work; TIOCSTI stays blocked by
+ * seccomp, so nothing can push input into it either. */
+static void take_terminal(int tty, int failfd)
+{
+  corral_error_t err = NULL;
+  if (dup2(tty, 0) < 0 || dup2(tty, 1) < 0 || dup2(tty, 2) < 0 || ioctl(0, TIOCSCTTY, 0) < 0)
+    {
+      corral_error_set(&err, errno, "make the terminal the command's");
+      exec_fail(failfd, 125, &err);
+    }
+}
+
 /* The command: PID 1 locked the process down before forking it, so what is
  * left is per-command state: a session, the fds, the directory, exec. */
-static void __attribute__((noreturn)) run_command(const corral_config_t *cfg, int failfd)
+static void __attribute__((noreturn)) run_command(const corral_config_t *cfg, int failfd, int tty)
 {
   corral_error_t err = NULL;
   char *envp[CORRAL_MAX_ENV + 16];
@@ -115,6 +129,8 @@ static void __attribute__((noreturn)) run_command(const corral_config_t *cfg, in
       corral_error_set(&err, errno, "setsid");
       exec_fail(failfd, 125, &err);
     }
+  if (tty >= 0)
+    take_terminal(tty, failfd);
   if (dup3(failfd, 3, O_CLOEXEC) < 0)
     _exit(125);
   failfd = 3;
@@ -242,8 +258,31 @@ void corral__build_sandbox(const corral_config_t *cfg, const int join_fds[], int
     corral__init_fail(sock, 125, err);
 }
 
+/* In PID 1 of a run with a terminal (fds above 3 are closed): the pair of a
+ * new terminal, its master sent to the supervisor.  PID 1 leaves the
+ * caller's session and gives up the caller's fds, which may be the host's
+ * terminal: from here on no host terminal is reachable inside. */
+static int open_terminal(int sock, const corral_config_t *cfg, const struct winsize *ws)
+{
+  corral_error_t err = NULL;
+  int master, slave, null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  uid_t owner = cfg->as_root ? 0 : CORRAL_SANDBOX_UID;
+  if (null < 0 || setsid() < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
+    {
+      corral_error_set(&err, errno, "detach from the caller's terminal");
+      corral__init_fail(sock, 125, &err);
+    }
+  close(null);
+  if (corral__tty_open(ws, owner, &master, &slave, &err) < 0)
+    corral__init_fail(sock, 125, &err);
+  if (corral__send_fd_msg(sock, MSG_TTY, master) < 0)
+    _exit(125);
+  close(master);
+  return slave;
+}
+
 static void __attribute__((noreturn)) sandbox_init(const corral_config_t *cfg, const struct corral__seccomp *sc,
-                                                   const int join_fds[], int sock)
+                                                   const int join_fds[], int sock, const struct winsize *ws)
 {
   corral_error_t err = NULL;
   struct msg m;
@@ -265,6 +304,7 @@ static void __attribute__((noreturn)) sandbox_init(const corral_config_t *cfg, c
     _exit(125);
   sock = 3;
   corral__close_fds_from(4);
+  int tty = cfg->tty ? open_terminal(sock, cfg, ws) : -1;
   if (corral__lock_down(cfg, sc, &err) < 0)
     {
       corral_error_wrap(&err, "lock down the sandbox");
@@ -286,9 +326,13 @@ static void __attribute__((noreturn)) sandbox_init(const corral_config_t *cfg, c
     {
       close(sock);
       close(pfd[0]);
-      run_command(cfg, pfd[1]);
+      run_command(cfg, pfd[1], tty);
     }
   close(pfd[1]);
+  /* Only the command's processes hold the terminal: when they are all gone
+   * the supervisor reads EIO on the master. */
+  if (tty >= 0)
+    close(tty);
   if (corral__read_all(pfd[0], &f, sizeof(f)) == (ssize_t) sizeof(f))
     {
       f.text[sizeof(f.text) - 1] = '\0';
@@ -307,11 +351,13 @@ struct supervise
   int sock, pidfd, signal_fd;
   pid_t pid;
   uint64_t deadline_us; /* 0: none */
-  bool started, exited, timed_out;
+  bool started, exited, timed_out, sock_eof;
   int wait_status;      /* command's status from MSG_EXIT */
   int setup_code;       /* from MSG_ERROR, or 0 */
   struct corral__cgroup *cg;
   corral_proxy_t *proxy; /* egress, when the network is not none */
+  const corral_config_t *cfg;
+  struct corral__relay relay; /* the command's terminal, with cfg->tty */
 };
 
 static void run_audit(void *cls, const char *sandbox, const char *record)
@@ -363,9 +409,20 @@ static void handle_msg(struct supervise *s, const struct msg *m, corral_error_t 
 static void drain_msgs(struct supervise *s, corral_error_t *err)
 {
   struct msg m;
-  ssize_t n;
-  while ((n = recv(s->sock, &m, sizeof(m), MSG_DONTWAIT)) == (ssize_t) sizeof(m))
+  int fd;
+  for (;;)
     {
+      ssize_t n = corral__recv_msg(s->sock, &m, &fd);
+      /* Only a run with a terminal takes an fd: the master, checked. */
+      if (fd >= 0 && n == (ssize_t) sizeof(m) && m.type == MSG_TTY && s->cfg->tty)
+        corral__relay_start(&s->relay, s->cfg, fd);
+      else if (fd >= 0)
+        close(fd);
+      if (n != (ssize_t) sizeof(m))
+        {
+          s->sock_eof = n == 0;
+          break;
+        }
       m.text[sizeof(m.text) - 1] = '\0';
       handle_msg(s, &m, err);
     }
@@ -386,39 +443,54 @@ static void forward_signals(struct supervise *s)
   unsigned char sig[16];
   ssize_t n = read(s->signal_fd, sig, sizeof(sig));
   for (ssize_t i = 0; i < n; i++)
-    kill(s->pid, sig[i]);
+    if (sig[i] == SIGWINCH)
+      corral__relay_resize(&s->relay, s->cfg);
+    else
+      kill(s->pid, sig[i]);
 }
 
-/* Wait until PID 1 is gone, enforcing the deadline. */
+/* Milliseconds until the deadline or the relay's next retry (-1: none);
+ * 0 once the deadline passed. */
+static int loop_timeout(const struct supervise *s)
+{
+  int t = corral__relay_timeout(&s->relay);
+  if (s->deadline_us)
+    {
+      uint64_t now = corral__now_us();
+      int left = now >= s->deadline_us ? 0 : (int) ((s->deadline_us - now + 999) / 1000);
+      if (t < 0 || left < t)
+        t = left;
+    }
+  return t;
+}
+
+/* Wait until PID 1 is gone, enforcing the deadline, relaying the terminal. */
 static void supervise_loop(struct supervise *s, corral_error_t *err)
 {
   for (;;)
     {
-      struct pollfd fds[3] = { { s->pidfd, POLLIN, 0 }, { s->sock, POLLIN, 0 }, { s->signal_fd, POLLIN, 0 } };
-      int timeout = -1;
-      if (s->deadline_us)
-        {
-          uint64_t now = corral__now_us();
-          if (now >= s->deadline_us)
-            {
-              on_timeout(s);
-              continue;
-            }
-          timeout = (int) ((s->deadline_us - now + 999) / 1000);
-        }
-      int r = poll(fds, s->signal_fd >= 0 ? 3 : 2, timeout);
+      /* poll skips negative fds: no signal pipe, no terminal, and the
+       * socket once at EOF (PID 1 is going; the pidfd says when it is gone). */
+      struct pollfd fds[6] = { { s->pidfd, POLLIN, 0 }, { s->sock_eof ? -1 : s->sock, POLLIN, 0 },
+                               { s->signal_fd, POLLIN, 0 } };
+      if (s->deadline_us && corral__now_us() >= s->deadline_us)
+        on_timeout(s);
+      corral__relay_poll(&s->relay, fds + 3);
+      int r = poll(fds, 6, loop_timeout(s));
       if (r < 0 && errno != EINTR)
         break;
-      if (r <= 0)
+      if (r < 0)
         continue;
-      if (fds[1].revents & POLLIN)
+      if (fds[1].revents & (POLLIN | POLLHUP))
         drain_msgs(s, err);
       if (fds[2].revents & POLLIN)
         forward_signals(s);
+      corral__relay_step(&s->relay, fds + 3);
       if (fds[0].revents & POLLIN)
         break;
     }
   drain_msgs(s, err);
+  corral__relay_finish(&s->relay);
 }
 
 static void fill_result(struct supervise *s, const corral_config_t *cfg, const struct rusage *ru, int pid1_status,
@@ -477,6 +549,9 @@ static int start_sandbox(struct supervise *s, const corral_config_t *cfg, const 
                          const struct corral__idrange *ids, corral_error_t *err)
 {
   int sv[2], join[CORRAL__CG_V1_MAX];
+  struct winsize ws = { .ws_row = 0 };
+  if (cfg->tty)
+    corral__tty_size(cfg, &ws);
   if (corral__cgroup_open_join(s->cg, join, err) < 0)
     return -1;
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
@@ -496,7 +571,7 @@ static int start_sandbox(struct supervise *s, const corral_config_t *cfg, const 
   if (s->pid == 0)
     {
       close(sv[0]);
-      sandbox_init(cfg, sc, join, sv[1]);
+      sandbox_init(cfg, sc, join, sv[1], &ws);
     }
   close(sv[1]);
   corral__cgroup_close_join(join);
@@ -513,7 +588,8 @@ static int start_sandbox(struct supervise *s, const corral_config_t *cfg, const 
 static int supervise(const corral_config_t *cfg, const struct corral__seccomp *sc, const struct corral__idrange *ids,
                      struct corral__cgroup *cg, corral_result_t *res, corral_error_t *err)
 {
-  struct supervise s = { .sock = -1, .pidfd = -1, .signal_fd = cfg->signal_fd, .pid = -1, .cg = cg };
+  struct supervise s = { .sock = -1, .pidfd = -1, .signal_fd = cfg->signal_fd, .pid = -1, .cg = cg, .cfg = cfg,
+                         .relay = { .in = -1, .out = -1, .master = -1 } };
   struct rusage ru;
   int st = 0;
   uint64_t t0 = corral__now_us();
@@ -529,6 +605,7 @@ static int supervise(const corral_config_t *cfg, const struct corral__seccomp *s
   memset(&ru, 0, sizeof(ru));
   while (s.pid > 0 && wait4(s.pid, &st, 0, &ru) < 0 && errno == EINTR)
     ;
+  corral__relay_finish(&s.relay);
   res->wall_ms = (corral__now_us() - t0) / 1000;
   corral_proxy_stop(s.proxy);
   if (s.sock >= 0)

@@ -4,11 +4,14 @@
 #ifndef CORRAL_SANDBOX_PRIV_H
 #define CORRAL_SANDBOX_PRIV_H
 
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/types.h>
 #include <corral/run.h>
 #include "../isolate/isolate.h"
 
-enum msg_type { MSG_GO = 1, MSG_ERROR, MSG_STARTED, MSG_EXIT };
+/* MSG_TTY carries the master of the command's terminal (SCM_RIGHTS). */
+enum msg_type { MSG_GO = 1, MSG_ERROR, MSG_STARTED, MSG_EXIT, MSG_TTY };
 
 struct msg
 {
@@ -33,5 +36,38 @@ pid_t corral__clone_sandbox(int *pidfd);
 /* The egress policy of a run's config (NULL *out for none); validates. */
 struct corral_net_policy;
 int corral__config_policy(const corral_config_t *cfg, struct corral_net_policy **out, corral_error_t *err);
+
+
+/* ---- the terminal of a run with cfg->tty (tty.c) ---- */
+
+/* Bytes between the caller's fds and the master, one buffer each way. */
+struct corral__relay
+{
+  int in, out, master;  /* -1: ended (in, out are the caller's: never closed) */
+  size_t to_master_len, to_master_off, to_out_len, to_out_off;
+  char last_in;         /* the last byte of input, 0 before any */
+  bool idle;            /* master at EIO: no slave open (for now) */
+  char to_master[4096];
+  char to_out[16384];
+};
+
+/* The caller's window size (cfg->tty_in, else tty_out), else 24x80. */
+void corral__tty_size(const corral_config_t *cfg, struct winsize *ws);
+/* In PID 1: a new terminal of the sandbox's devpts, the slave owned by owner. */
+int corral__tty_open(const struct winsize *ws, uid_t owner, int *master, int *slave, corral_error_t *err);
+/* A message with one fd attached; 0 or -1. */
+int corral__send_fd_msg(int sock, int type, int fd);
+/* recvmsg(MSG_DONTWAIT) of one message; *fd the fd it carried, or -1. */
+ssize_t corral__recv_msg(int sock, struct msg *m, int *fd);
+/* Take master (closed if it is not a pty master, or one is already there). */
+int corral__relay_start(struct corral__relay *r, const corral_config_t *cfg, int master);
+void corral__relay_resize(struct corral__relay *r, const corral_config_t *cfg);
+/* A poll timeout (ms) for the relay's sake, or -1. */
+int corral__relay_timeout(const struct corral__relay *r);
+/* Fill three pollfds (in, master, out; fd -1 for none), then act on them. */
+void corral__relay_poll(const struct corral__relay *r, struct pollfd p[3]);
+void corral__relay_step(struct corral__relay *r, const struct pollfd p[3]);
+/* After the sandbox ended: copy the master's last bytes out, close it. */
+void corral__relay_finish(struct corral__relay *r);
 
 #endif
