@@ -27,6 +27,15 @@ extern "C" {
 #define CORRAL_MAX_BINDS 64
 #define CORRAL_MAX_ENV 256
 #define CORRAL_MAX_ALLOW 256
+#define CORRAL_MAX_SECRETS 64
+
+/* A secret for the egress proxy (docs/network.md): the command sees only a
+ * placeholder in the variable `name`; the proxy puts `value` in its place in
+ * requests to `hosts` (comma-separated, "*.example.com" for subdomains). */
+typedef struct corral_run_secret_s {
+  char *name, *value, *hosts;
+  char *header, *format;       /* optional, e.g. "Authorization", "Bearer {value}" */
+} corral_run_secret_t;
 
 typedef struct corral_bind_s {
   char *src;          /* host path */
@@ -58,9 +67,12 @@ typedef struct corral_config_s {
   char *network;
   char *allow[CORRAL_MAX_ALLOW + 1];  /* rules, NULL terminated */
   const char *resolver_file;          /* names from this file, not DNS (tests) */
+  const char *upstream_ca_file;       /* CAs trusted besides the system's for secrets' TLS (tests) */
   /* Called (on the proxy's thread) with one JSON record per connection. */
   void (*net_audit)(void *cls, const char *json_record);
   void *net_audit_cls;
+  corral_run_secret_t secrets[CORRAL_MAX_SECRETS]; /* need a network mode */
+  size_t n_secrets;
   /* A terminal for the command (corral run --tty): a new pseudo-terminal
    * of the sandbox's own devpts becomes its controlling terminal and its
    * stdin, stdout and stderr, and corral_run relays bytes between its

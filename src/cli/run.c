@@ -33,6 +33,11 @@ static const char run_usage[] =
   "  --allow RULE          allowlist/open rule: example.com, *.example.com, host:443,\n"
   "                        203.0.113.7, 10.0.0.0/8 (repeatable; see docs/network.md)\n"
   "  --net-log FILE|-      one JSON line per connection attempt (allowed or denied)\n"
+  "  --secret NAME:HOSTS[:HEADER[:FORMAT]]\n"
+  "                        keep $NAME (from corral's environment) out of the sandbox: the\n"
+  "                        command sees a placeholder that the proxy replaces in requests\n"
+  "                        to HOSTS (comma-separated), e.g. --secret\n"
+  "                        ANTHROPIC_API_KEY:api.anthropic.com (needs --network)\n"
   "  --hostname NAME       host name inside (default corral)\n"
   "  --tty, --no-tty       give the command a terminal of its own (default: when stdin\n"
   "                        and stdout are terminals), or never (plain pipes)\n"
@@ -40,7 +45,7 @@ static const char run_usage[] =
 
 enum { OPT_ROOTFS = 256, OPT_ROOT, OPT_MEMORY, OPT_CPUS, OPT_PIDS, OPT_DISK, OPT_TIMEOUT, OPT_CPU_TIME,
        OPT_ENV, OPT_WORKDIR, OPT_BIND, OPT_NETWORK, OPT_HOSTNAME, OPT_RESULT, OPT_HELP, OPT_ALLOW,
-       OPT_NET_LOG, OPT_TTY, OPT_NO_TTY };
+       OPT_NET_LOG, OPT_TTY, OPT_NO_TTY, OPT_SECRET };
 
 static const struct option run_options[] = {
   { "rootfs", required_argument, NULL, OPT_ROOTFS }, { "root", no_argument, NULL, OPT_ROOT },
@@ -51,6 +56,7 @@ static const struct option run_options[] = {
   { "bind", required_argument, NULL, OPT_BIND }, { "network", required_argument, NULL, OPT_NETWORK },
   { "hostname", required_argument, NULL, OPT_HOSTNAME }, { "result", required_argument, NULL, OPT_RESULT },
   { "allow", required_argument, NULL, OPT_ALLOW }, { "net-log", required_argument, NULL, OPT_NET_LOG },
+  { "secret", required_argument, NULL, OPT_SECRET },
   { "tty", no_argument, NULL, OPT_TTY }, { "no-tty", no_argument, NULL, OPT_NO_TTY },
   { "help", no_argument, NULL, OPT_HELP }, { NULL, 0, NULL, 0 }
 };
@@ -75,6 +81,37 @@ static int add_allow(corral_config_t *cfg, const char *arg, corral_error_t *err)
     return corral_error_set(err, ENOMEM, "--allow");
   cfg->allow[n + 1] = NULL;
   return 0;
+}
+
+/* NAME:HOSTS[:HEADER[:FORMAT]]; the value comes from our environment, not
+ * the command line (which any user of the host can read in /proc). */
+static int add_secret(corral_config_t *cfg, const char *arg, corral_error_t *err)
+{
+  char *parts[4] = { 0 }, *copy = strdup(arg), *p = copy;
+  if (!copy)
+    return corral_error_set(err, ENOMEM, "--secret");
+  for (int i = 0; i < 4 && p; i++)
+    {
+      parts[i] = p;
+      char *colon = i < 3 ? strchr(p, ':') : NULL;
+      if (colon)
+        *colon = '\0';
+      p = colon ? colon + 1 : NULL;
+    }
+  const char *value = parts[0] ? getenv(parts[0]) : NULL;
+  int r = 0;
+  if (!parts[1] || !*parts[0] || !*parts[1])
+    r = corral_error_set(err, EINVAL, "--secret `%s`: expected NAME:HOSTS[:HEADER[:FORMAT]]", arg);
+  else if (!value || !*value)
+    r = corral_error_set(err, EINVAL, "--secret: $%s is not set in corral's environment", parts[0]);
+  else if (cfg->n_secrets >= CORRAL_MAX_SECRETS)
+    r = corral_error_set(err, E2BIG, "too many --secret options (at most %d)", CORRAL_MAX_SECRETS);
+  else
+    cfg->secrets[cfg->n_secrets++] = (corral_run_secret_t){
+      .name = strdup(parts[0]), .value = strdup(value), .hosts = strdup(parts[1]),
+      .header = parts[2] && *parts[2] ? strdup(parts[2]) : NULL, .format = parts[3] ? strdup(parts[3]) : NULL };
+  free(copy);
+  return r;
 }
 
 static int open_net_log(corral_config_t *cfg, const char *arg, corral_error_t *err)
@@ -275,6 +312,7 @@ static int parse_option(corral_config_t *cfg, int opt, const char *arg, const ch
       return (cfg->network = strdup(arg)) ? 0 : corral_error_set(err, ENOMEM, "--network");
     case OPT_ALLOW: return add_allow(cfg, arg, err);
     case OPT_NET_LOG: return open_net_log(cfg, arg, err);
+    case OPT_SECRET: return add_secret(cfg, arg, err);
     case OPT_HOSTNAME: return set_path(&cfg->hostname, arg, "hostname", err);
     case OPT_RESULT: *result = arg; return 0;
     case OPT_TTY: cfg->tty = true; *tty_set = true; return 0;
@@ -339,7 +377,8 @@ int corral_cli_run(int argc, char **argv)
         }
     }
   cfg.argv = argv + optind;
-  cfg.resolver_file = getenv("CORRAL_RESOLVER_FILE"); /* tests: names without DNS */
+  cfg.resolver_file = getenv("CORRAL_RESOLVER_FILE");       /* tests: names without DNS */
+  cfg.upstream_ca_file = getenv("CORRAL_UPSTREAM_CA_FILE"); /* tests: a private upstream CA */
   if (!tty_set)
     cfg.tty = want_tty();
   install_forwarding(&cfg);

@@ -272,6 +272,35 @@ def test_run_bad_rules_are_refused_before_anything_starts(net):
         assert p.returncode == 125 and p.stderr.startswith("corral: "), (args, p.stderr)
 
 
+def test_run_secret_reaches_only_its_host(net, tmp_path):
+    import secrets as pysecrets
+    value = "sk-run-" + pysecrets.token_hex(16)
+    port = net["tls"].port
+    log = tmp_path / "net.log"
+    env = dict(os.environ, CORRAL_RESOLVER_FILE=net["resolver"], CORRAL_UPSTREAM_CA_FILE=net["tls"].ca,
+               RUN_TOKEN=value)
+    script = (f'echo "ph=$RUN_TOKEN"; '
+              f'curl -sS --max-time 10 -H "Authorization: $RUN_TOKEN" https://api.test:{port}/; echo; '
+              f'curl -sS --insecure --max-time 10 -H "Authorization: $RUN_TOKEN" https://tls-other.test:{port}/; echo; '
+              f'cat /proc/[0-9]*/environ 2>/dev/null | tr "\\0" "\\n" | grep -c "{value[:16]}"')
+    p = corral("run", "--network", "allowlist", "--allow", "api.test", "--allow", "tls-other.test",
+               "--allow", "127.0.0.2", "--secret", "RUN_TOKEN:api.test:Authorization:Bearer {value}",
+               "--net-log", str(log), "--", "sh", "-c", script, env=env, timeout=60)
+    assert p.returncode == 1, p.stderr  # grep -c found nothing: exit 1
+    lines_ = p.stdout.splitlines()
+    ph = lines_[0].split("=", 1)[1]
+    assert ph.startswith("corral-secret-RUN_TOKEN-") and value not in p.stdout.split("\n", 1)[0]
+    assert json.loads(lines_[1])["authorization"] == f"Bearer {value}"
+    assert json.loads(lines_[2])["authorization"] == ph
+    assert lines_[3] == "0"
+    assert value not in log.read_text() and "RUN_TOKEN" in log.read_text()
+    # A secret needs a network, and its value comes from corral's environment.
+    p = corral("run", "--secret", "RUN_TOKEN:api.test", "--", "true", env=env)
+    assert p.returncode == 125 and "--network" in p.stderr
+    p = corral("run", "--network", "open", "--secret", "NOT_SET_ANYWHERE:api.test", "--", "true")
+    assert p.returncode == 125 and "not set" in p.stderr
+
+
 def test_escape_suite_with_network_allowlist(net, bait):
     check_run(run_escape(bait, "--network", "allowlist", "--allow", "allowed.test"), bait)
 

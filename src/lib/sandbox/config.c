@@ -38,6 +38,14 @@ void corral_config_release(corral_config_t *cfg)
     free(cfg->allow[i]);
   free(cfg->network);
   cfg->network = NULL;
+  for (size_t i = 0; i < cfg->n_secrets; i++)
+    {
+      corral_run_secret_t *s = &cfg->secrets[i];
+      if (s->value)
+        memset(s->value, 0, strlen(s->value)); /* not left in freed memory */
+      free(s->name), free(s->value), free(s->hosts), free(s->header), free(s->format);
+    }
+  cfg->n_secrets = 0;
   cfg->allow[0] = NULL;
   cfg->rootfs = cfg->workdir = cfg->hostname = NULL;
   cfg->n_binds = 0;
@@ -52,6 +60,8 @@ int corral__config_policy(const corral_config_t *cfg, corral_net_policy_t **out,
     *out = NULL;
   if (cfg->network && corral_net_mode_parse(cfg->network, &mode, err) < 0)
     return corral_error_wrap(err, "--network");
+  if (mode == CORRAL_NET_NONE && cfg->n_secrets)
+    return corral_error_set(err, EINVAL, "--secret needs --network allowlist or open");
   if (mode == CORRAL_NET_NONE)
     return cfg->allow[0] ? corral_error_set(err, EINVAL, "--allow needs --network allowlist or open") : 0;
   if (corral_net_policy_new(mode, &p, err) < 0)

@@ -55,6 +55,10 @@ void corral__send_msg(int fd, int type, int status, int err_no, const char *text
     ;
 }
 
+/* Variables from MSG_ENV (the sandbox's init keeps them for the command). */
+static char *late_env[CORRAL_MAX_SECRETS + 8];
+static size_t n_late_env;
+
 static void build_env(const corral_config_t *cfg, char **envp, size_t cap)
 {
   static char home[] = "HOME=/home/user", path[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -85,6 +89,9 @@ static void build_env(const corral_config_t *cfg, char **envp, size_t cap)
       if (j == n)
         n++;
     }
+  /* Placeholders of secrets last: nothing replaces them with a value. */
+  for (size_t i = 0; i < n_late_env && n + 1 < cap; i++)
+    envp[n++] = late_env[i];
   envp[n] = NULL;
 }
 
@@ -295,8 +302,17 @@ static void __attribute__((noreturn)) sandbox_init(const corral_config_t *cfg, c
   sigfillset(&all);
   sigprocmask(SIG_SETMASK, &all, NULL);
   signal(SIGCHLD, SIG_DFL);
-  if (recv(sock, &m, sizeof(m), 0) != (ssize_t) sizeof(m) || m.type != MSG_GO)
-    _exit(125);
+  for (;;)
+    {
+      if (recv(sock, &m, sizeof(m), 0) != (ssize_t) sizeof(m))
+        _exit(125);
+      if (m.type == MSG_GO)
+        break;
+      if (m.type != MSG_ENV || n_late_env >= sizeof(late_env) / sizeof(*late_env))
+        _exit(125);
+      m.text[sizeof(m.text) - 1] = '\0';
+      late_env[n_late_env++] = strdup(m.text);
+    }
   corral__build_sandbox(cfg, join_fds, sock, &err);
   /* Host fds (mount sources, cgroup files, whatever the caller leaked)
    * end here. */
@@ -358,6 +374,7 @@ struct supervise
   corral_proxy_t *proxy; /* egress, when the network is not none */
   const corral_config_t *cfg;
   struct corral__relay relay; /* the command's terminal, with cfg->tty */
+  const char *ca_path;        /* the CA bundle file of secrets, or "" */
 };
 
 static void run_audit(void *cls, const char *sandbox, const char *record)
@@ -378,12 +395,15 @@ static int run_proxy(struct supervise *s, const corral_config_t *cfg, corral_err
   int fds[2];
   if (corral__config_policy(cfg, &policy, err) < 0 || !policy)
     return policy ? -1 : 0;
-  corral_proxy_options_t o = { .resolver_file = cfg->resolver_file, .audit = run_audit, .audit_cls = (void *) cfg };
+  corral_proxy_options_t o = { .resolver_file = cfg->resolver_file, .audit = run_audit, .audit_cls = (void *) cfg,
+                               .upstream_ca_file = cfg->upstream_ca_file };
   int r = corral_proxy_new(&o, &s->proxy, err);
   if (r == 0 && (r = corral__netns_listen(s->pid, ports, fds, 2, err)) == 0
       && (r = corral_proxy_add(s->proxy, "run", fds[0], fds[1], policy, err)) < 0)
     close(fds[0]), close(fds[1]);
   corral_net_policy_unref(policy);
+  if (r == 0 && cfg->n_secrets)
+    r = corral__run_secrets_apply(s->proxy, cfg, s->ca_path, s->sock, err);
   return r;
 }
 
@@ -586,9 +606,10 @@ static int start_sandbox(struct supervise *s, const corral_config_t *cfg, const 
 }
 
 static int supervise(const corral_config_t *cfg, const struct corral__seccomp *sc, const struct corral__idrange *ids,
-                     struct corral__cgroup *cg, corral_result_t *res, corral_error_t *err)
+                     struct corral__cgroup *cg, const char *ca_path, corral_result_t *res, corral_error_t *err)
 {
   struct supervise s = { .sock = -1, .pidfd = -1, .signal_fd = cfg->signal_fd, .pid = -1, .cg = cg, .cfg = cfg,
+                         .ca_path = ca_path,
                          .relay = { .in = -1, .out = -1, .master = -1 } };
   struct rusage ru;
   int st = 0;
@@ -632,9 +653,12 @@ static int supervise(const corral_config_t *cfg, const struct corral__seccomp *s
   return 0;
 }
 
-int corral_run(const corral_config_t *cfg, corral_result_t *res, corral_error_t *err)
+int corral_run(const corral_config_t *cfg_in, corral_result_t *res, corral_error_t *err)
 {
   static unsigned counter;
+  /* A copy that may gain a bind (the CA bundle of secrets). */
+  corral_config_t local = *cfg_in, *cfg = &local;
+  char ca_path[64] = "";
   struct corral__seccomp sc;
   struct corral__idrange ids = { .lock_fd = -1 };
   struct corral__cgroup cg;
@@ -659,7 +683,11 @@ int corral_run(const corral_config_t *cfg, corral_result_t *res, corral_error_t 
   if ((r = corral__cgroup_create(&cg, name, cfg, err)) < 0)
     goto release_ids;
   snprintf(res->cgroup_mode, sizeof(res->cgroup_mode), "%s", corral__cgroup_mode_name(cg.mode));
-  r = supervise(cfg, &sc, &ids, &cg, res, err);
+  r = corral__run_secrets_prepare(cfg, ca_path, err);
+  if (r == 0)
+    r = supervise(cfg, &sc, &ids, &cg, ca_path, res, err);
+  if (ca_path[0])
+    unlink(ca_path);
   if (corral__cgroup_destroy(&cg, r < 0 ? NULL : err) < 0 && r == 0)
     r = -1;
 release_ids:

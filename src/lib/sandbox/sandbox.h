@@ -11,7 +11,9 @@
 #include "../isolate/isolate.h"
 
 /* MSG_TTY carries the master of the command's terminal (SCM_RIGHTS). */
-enum msg_type { MSG_GO = 1, MSG_ERROR, MSG_STARTED, MSG_EXIT, MSG_TTY };
+/* MSG_ENV ("K=V", before MSG_GO): variables the supervisor learns only
+ * after the clone (secrets' placeholders). */
+enum msg_type { MSG_GO = 1, MSG_ERROR, MSG_STARTED, MSG_EXIT, MSG_TTY, MSG_ENV };
 
 struct msg
 {
@@ -36,6 +38,15 @@ pid_t corral__clone_sandbox(int *pidfd);
 /* The egress policy of a run's config (NULL *out for none); validates. */
 struct corral_net_policy;
 int corral__config_policy(const corral_config_t *cfg, struct corral_net_policy **out, corral_error_t *err);
+/* Secrets of a run (run_secrets.c): a bind for the CA bundle (path filled,
+ * "" when no secrets), then, once the proxy serves the sandbox, the secrets
+ * given to it and their placeholders and the CA's variables sent as
+ * MSG_ENV. */
+#define CORRAL__CA_BUNDLE "/run/corral/ca-bundle.pem"
+struct corral_proxy;
+int corral__run_secrets_prepare(corral_config_t *cfg, char path[64], corral_error_t *err);
+int corral__run_secrets_apply(struct corral_proxy *p, const corral_config_t *cfg, const char *ca_path, int sock,
+                              corral_error_t *err);
 
 
 /* ---- the terminal of a run with cfg->tty (tty.c) ---- */
