@@ -248,6 +248,41 @@ def test_run_connect_checks_host_and_port(net):
     assert p.stdout.splitlines() == ["HTTP/1.1 200 Connection Established", "ping"], p.stdout
 
 
+# Mismatches the proxy refuses: a Host header that is not the URI's host, and
+# a TLS ClientHello whose SNI is not the CONNECT target.
+MISMATCH = r"""
+import socket, ssl, sys
+port, tls_port = sys.argv[1], sys.argv[2]
+s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+s.sendall(f"GET http://allowed.test:{port}/ HTTP/1.1\r\nHost: other.test:{port}\r\n\r\n".encode())
+print(s.recv(200).split(b"\r\n")[0].decode())
+s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+s.sendall(f"CONNECT api.test:{tls_port} HTTP/1.1\r\nHost: api.test:{tls_port}\r\n\r\n".encode())
+print(s.recv(200).split(b"\r\n")[0].decode())
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+try:
+    t = ctx.wrap_socket(s, server_hostname="evil.test")
+    t.sendall(b"GET / HTTP/1.1\r\nHost: evil.test\r\n\r\n"); print("sni:", t.recv(100)[:12])
+except (ssl.SSLError, OSError) as e:
+    print("sni: refused")
+"""
+
+
+def test_run_host_and_sni_mismatches_are_refused(net, tmp_path):
+    log = tmp_path / "net.log"
+    p = run_in(net, "--network", "allowlist", "--allow", "allowed.test", "--allow", "other.test",
+               "--allow", "api.test", "--allow", "127.0.0.0/8", code=MISMATCH,
+               argv=[str(net["allowed"].port), str(net["tls"].port)], net_log=str(log))
+    assert p.stdout.splitlines() == ["HTTP/1.1 403 Forbidden", "HTTP/1.1 200 Connection Established",
+                                     "sni: refused"], p.stdout + p.stderr
+    rules = [json.loads(line)["rule"] for line in log.read_text().splitlines()]
+    assert any("host mismatch" in r for r in rules) and any("sni mismatch" in r for r in rules), rules
+
+
+def test_escape_suite_with_network_open(net, bait):
+    check_run(run_escape(bait, "--network", "open"), bait)
+
+
 def test_run_bypassing_the_proxy_gets_nowhere(net):
     for mode in ("allowlist", "open"):
         p = run_in(net, "--network", mode, "--allow", "127.0.0.0/8", code=BYPASS, argv=[str(net["echo"].port)])
