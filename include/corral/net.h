@@ -213,6 +213,22 @@ int corral_proxy_secret_placeholder(corral_proxy_t *p, const char *sandbox_id, c
  * the id is unknown, ENODATA if no secrets were ever attached. */
 int corral_proxy_ca_pem(corral_proxy_t *p, const char *sandbox_id, char **pem, corral_error_t *err);
 
+/* ---- DNS inside sandboxes (see docs/network.md, "DNS") ----
+ *
+ * A responder for UDP sockets the caller made on each sandbox's
+ * 127.0.0.1:53: it answers A/AAAA queries for names the sandbox's policy
+ * lets it connect to, with the resolved addresses the policy would let it
+ * reach, and NXDOMAIN for any other name.  One thread for all sandboxes. */
+typedef struct corral_dns corral_dns_t;
+/* resolver_file as in corral_proxy_options_t (NULL: the system resolver). */
+int corral_dns_new(const char *resolver_file, corral_dns_t **out, corral_error_t *err);
+/* Serve udp_fd (owned from then on) with policy (referenced). */
+int corral_dns_add(corral_dns_t *d, const char *sandbox_id, int udp_fd, corral_net_policy_t *policy,
+                   corral_error_t *err);
+int corral_dns_set_policy(corral_dns_t *d, const char *sandbox_id, corral_net_policy_t *policy, corral_error_t *err);
+void corral_dns_remove(corral_dns_t *d, const char *sandbox_id); /* unknown ids are fine */
+void corral_dns_stop(corral_dns_t *d);                           /* stops and frees; NULL is fine */
+
 /* Totals of the proxy (sandbox_id NULL) or of one sandbox since it was
  * added.  Returns 0, or -ENOENT if the id is unknown.  Thread-safe, also
  * from the audit callback. */

@@ -336,6 +336,43 @@ def test_run_secret_reaches_only_its_host(net, tmp_path):
     assert p.returncode == 125 and "not set" in p.stderr
 
 
+RESOLVE = r"""
+import json, socket, sys
+out = {}
+for n in sys.argv[1:]:
+    try:
+        out[n] = sorted({a[4][0] for a in socket.getaddrinfo(n, 80, proto=socket.IPPROTO_TCP)})
+    except socket.gaierror:
+        out[n] = None
+print(json.dumps(out))
+"""
+
+
+def test_run_dns_answers_only_allowed_names(net):
+    p = run_in(net, "--network", "allowlist", "--allow", "allowed.test", "--allow", "private.test",
+               "--allow", "127.0.0.2", code=RESOLVE, argv=["allowed.test", "ALLOWED.test.", "other.test",
+                                                          "private.test", "nowhere.test"])
+    assert lines(p)[0] == {"allowed.test": ["127.0.0.2"], "ALLOWED.test.": ["127.0.0.2"], "other.test": None,
+                           "private.test": None, "nowhere.test": None}, p.stdout + p.stderr
+    p = run_in(net, code=RESOLVE, argv=["allowed.test"])  # none: no DNS at all
+    assert lines(p)[0] == {"allowed.test": None}
+
+
+def test_daemon_dns_follows_the_policy(d, net):
+    sid = d.request("POST", "/v1/sandboxes", body={"network": {"mode": "allowlist", "allow": [
+        "allowed.test", "127.0.0.2"]}}).json()["id"]
+
+    def resolve(*names):
+        r = d.run(sid, [PY, "-c", RESOLVE, *names])
+        return json.loads(r["stdout"])
+
+    assert resolve("allowed.test", "other.test") == {"allowed.test": ["127.0.0.2"], "other.test": None}
+    d.request("PUT", f"/v1/sandboxes/{sid}/network", body={"mode": "allowlist", "allow": ["other.test",
+                                                                                           "127.0.0.3"]})
+    assert resolve("allowed.test", "other.test") == {"allowed.test": None, "other.test": ["127.0.0.3"]}
+    d.kill(sid)
+
+
 def test_escape_suite_with_network_allowlist(net, bait):
     check_run(run_escape(bait, "--network", "allowlist", "--allow", "allowed.test"), bait)
 

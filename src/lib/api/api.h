@@ -60,6 +60,7 @@ struct daemon
   unsigned char token_secret[32]; /* signs per-sandbox access tokens (E2B's envd tokens) */
   struct e2b_state *e2b;    /* the E2B front end's own state (src/lib/e2b/) */
   corral_proxy_t *proxy;    /* egress of sandboxes with a network policy (network.c) */
+  corral_dns_t *dns;        /* their DNS (network.c) */
   struct public_port *public_ports; /* ports.c (guarded by lock) */
 };
 

@@ -43,14 +43,18 @@ int network_start(struct daemon *d, corral_error_t *err)
 {
   corral_proxy_options_t o = { .resolver_file = d->opt.resolver_file, .audit = on_connection, .audit_cls = d,
                                .upstream_ca_file = d->opt.upstream_ca_file };
-  return corral_proxy_new(&o, &d->proxy, err);
+  if (corral_proxy_new(&o, &d->proxy, err) < 0)
+    return -1;
+  return corral_dns_new(d->opt.resolver_file, &d->dns, err);
 }
 
 void network_stop(struct daemon *d)
 {
   if (d->proxy)
     corral_proxy_stop(d->proxy);
+  corral_dns_stop(d->dns);
   d->proxy = NULL;
+  d->dns = NULL;
 }
 
 int network_decode(json_t *v, corral_net_policy_t **out, char *why, size_t why_size)
@@ -94,6 +98,16 @@ static int attach(struct daemon *d, const char *id, corral_net_policy_t *policy,
       close(fds[1]);
       return -1;
     }
+  /* DNS on the sandbox's loopback (its resolv.conf names no server, so
+   * resolvers ask 127.0.0.1); without it names simply do not resolve. */
+  int udp = corral__netns_udp(pid, 53, err);
+  if (udp < 0 || corral_dns_add(d->dns, id, udp, policy, err) < 0)
+    {
+      if (udp >= 0)
+        close(udp);
+      api_log(d, "sandbox %s: no DNS: %s", id, corral_error_message(*err));
+      corral_error_release(err);
+    }
   json_t *vars = json_object();
   for (size_t i = 0; i < sizeof(proxy_env) / sizeof(*proxy_env); i++)
     json_object_set_new(vars, proxy_env[i][0], json_string(proxy_env[i][1]));
@@ -105,6 +119,8 @@ static int attach(struct daemon *d, const char *id, corral_net_policy_t *policy,
 int network_apply(struct daemon *d, const char *id, corral_net_policy_t *policy, bool persist, corral_error_t *err)
 {
   int r = corral_proxy_set_policy(d->proxy, id, policy, err);
+  if (r == 0)
+    corral_dns_set_policy(d->dns, id, policy, NULL);
   if (r < 0 && corral_error_status(*err) == ENOENT)
     {
       corral_error_release(err);
@@ -125,6 +141,7 @@ void network_forget(struct daemon *d, const char *id)
 {
   if (d->proxy)
     corral_proxy_remove(d->proxy, id);
+  corral_dns_remove(d->dns, id);
 }
 
 void network_readopt(struct daemon *d, const char *id, const char *network_json)

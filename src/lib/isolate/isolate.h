@@ -79,6 +79,8 @@ int corral__loopback_up(corral_error_t *err);
  * the caller to serve from outside.  Needs CAP_SYS_ADMIN over that
  * namespace (root). */
 int corral__netns_listen(pid_t pid, const uint16_t *ports, int *fds, size_t n, corral_error_t *err);
+/* A UDP socket bound to 127.0.0.1:port in pid's network namespace (DNS). */
+int corral__netns_udp(pid_t pid, uint16_t port, corral_error_t *err);
 /* A TCP connection to 127.0.0.1:port inside pid's network namespace (a
  * blocking fd), for forwarding to a server the sandbox runs. */
 int corral__netns_connect(pid_t pid, uint16_t port, int timeout_ms, corral_error_t *err);

@@ -38,6 +38,7 @@ int corral__loopback_up(corral_error_t *err)
 struct ns_listen
 {
   int nsfd;
+  bool udp;
   const uint16_t *ports;
   int *fds;
   size_t n;
@@ -45,14 +46,14 @@ struct ns_listen
   const char *what;
 };
 
-static int listen_loopback(uint16_t port)
+static int listen_loopback(uint16_t port, bool udp)
 {
   struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-  int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1, fd = socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return -1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (bind(fd, (struct sockaddr *) &a, sizeof(a)) < 0 || listen(fd, 128) < 0)
+  if (bind(fd, (struct sockaddr *) &a, sizeof(a)) < 0 || (!udp && listen(fd, 128) < 0))
     {
       int e = errno;
       close(fd);
@@ -74,7 +75,7 @@ static void *listen_in_ns(void *arg)
       return NULL;
     }
   for (size_t i = 0; i < l->n; i++)
-    if ((l->fds[i] = listen_loopback(l->ports[i])) < 0)
+    if ((l->fds[i] = listen_loopback(l->ports[i], l->udp)) < 0)
       {
         l->err_no = errno, l->what = "listen on the sandbox's loopback";
         while (i-- > 0)
@@ -84,7 +85,20 @@ static void *listen_in_ns(void *arg)
   return NULL;
 }
 
+static int ns_sockets(pid_t pid, bool udp, const uint16_t *ports, int *fds, size_t n, corral_error_t *err);
+
 int corral__netns_listen(pid_t pid, const uint16_t *ports, int *fds, size_t n, corral_error_t *err)
+{
+  return ns_sockets(pid, false, ports, fds, n, err);
+}
+
+int corral__netns_udp(pid_t pid, uint16_t port, corral_error_t *err)
+{
+  int fd = -1;
+  return ns_sockets(pid, true, &port, &fd, 1, err) < 0 ? -1 : fd;
+}
+
+static int ns_sockets(pid_t pid, bool udp, const uint16_t *ports, int *fds, size_t n, corral_error_t *err)
 {
   char path[64];
   pthread_t t;
@@ -94,7 +108,7 @@ int corral__netns_listen(pid_t pid, const uint16_t *ports, int *fds, size_t n, c
     return corral_error_set(err, errno, "open %s", path);
   for (size_t i = 0; i < n; i++)
     fds[i] = -1;
-  struct ns_listen l = { .nsfd = nsfd, .ports = ports, .fds = fds, .n = n };
+  struct ns_listen l = { .nsfd = nsfd, .udp = udp, .ports = ports, .fds = fds, .n = n };
   int e = pthread_create(&t, NULL, listen_in_ns, &l);
   if (e)
     return corral_error_set(err, e, "start a thread for the sandbox's network namespace");

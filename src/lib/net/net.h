@@ -162,6 +162,28 @@ bool corral__http_head_host_is(const struct corral__http_head *h, const char *bu
  * on a malformed body. */
 ssize_t corral__http_body_feed(struct corral__http_head *h, const char *data, size_t len, bool *done);
 
+/* ---- DNS (dns.c) ---- */
+
+/* Would the policy answer a DNS query for name (addr NULL), and with this
+ * address (the private-range rule applies as for connections)? */
+bool corral__policy_dns_allows(const corral_net_policy_t *p, const char *name, const struct sockaddr *addr);
+
+struct corral__dns_query
+{
+  uint16_t id, qtype, qclass;
+  bool rd;
+  char name[CORRAL__NAME_MAX];  /* as asked, lower-cased, no trailing dot */
+  const uint8_t *question;       /* the question section, to echo */
+  size_t question_len;
+};
+/* A standard query with one question (no compression in it).  -1 when
+ * malformed or not a query. */
+int corral__dns_parse_query(const uint8_t *msg, size_t len, struct corral__dns_query *q);
+/* The answer to q: rcode, and the A/AAAA records of addrs that match
+ * qtype.  Its length, or 0 when out is too small. */
+size_t corral__dns_answer(const struct corral__dns_query *q, int rcode, const struct sockaddr_storage *addrs,
+                          size_t n, uint8_t *out, size_t cap);
+
 /* ---- resolution ---- */
 
 #define CORRAL__MAX_ADDRS 16

@@ -452,3 +452,20 @@ void corral_net_policy_check(const corral_net_policy_t *p, const char *host, uin
   else
     verdict(v, true, "allow %s via %s", by->text, via->text);
 }
+
+bool corral__policy_dns_allows(const corral_net_policy_t *p, const char *name, const struct sockaddr *addr)
+{
+  corral_net_verdict_t v;
+  if (p->mode == CORRAL_NET_OPEN)
+    return corral_net_policy_check(p, name, 443, addr, &v), v.allowed;
+  /* A name is answered when some connection to it would be allowed: try
+   * each name rule's own port (443 for a rule without one). */
+  for (size_t i = 0; i < p->n; i++)
+    if (!p->rules[i].is_ip)
+      {
+        corral_net_policy_check(p, name, p->rules[i].port ? p->rules[i].port : 443, addr, &v);
+        if (v.allowed)
+          return true;
+      }
+  return false;
+}

@@ -372,6 +372,7 @@ struct supervise
   int setup_code;       /* from MSG_ERROR, or 0 */
   struct corral__cgroup *cg;
   corral_proxy_t *proxy; /* egress, when the network is not none */
+  corral_dns_t *dns;     /* and its DNS */
   const corral_config_t *cfg;
   struct corral__relay relay; /* the command's terminal, with cfg->tty */
   const char *ca_path;        /* the CA bundle file of secrets, or "" */
@@ -401,6 +402,12 @@ static int run_proxy(struct supervise *s, const corral_config_t *cfg, corral_err
   if (r == 0 && (r = corral__netns_listen(s->pid, ports, fds, 2, err)) == 0
       && (r = corral_proxy_add(s->proxy, "run", fds[0], fds[1], policy, err)) < 0)
     close(fds[0]), close(fds[1]);
+  int udp = r == 0 ? corral__netns_udp(s->pid, 53, err) : -1;
+  if (udp >= 0 && ((r = corral_dns_new(cfg->resolver_file, &s->dns, err)) < 0
+                   || (r = corral_dns_add(s->dns, "run", udp, policy, err)) < 0))
+    close(udp);
+  else if (r == 0 && udp < 0)
+    r = -1;
   corral_net_policy_unref(policy);
   if (r == 0 && cfg->n_secrets)
     r = corral__run_secrets_apply(s->proxy, cfg, s->ca_path, s->sock, err);
@@ -629,6 +636,7 @@ static int supervise(const corral_config_t *cfg, const struct corral__seccomp *s
   corral__relay_finish(&s.relay);
   res->wall_ms = (corral__now_us() - t0) / 1000;
   corral_proxy_stop(s.proxy);
+  corral_dns_stop(s.dns);
   if (s.sock >= 0)
     close(s.sock);
   if (s.pidfd >= 0)
