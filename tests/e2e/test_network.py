@@ -578,5 +578,17 @@ def test_cli_and_sdk_set_policies(d, net):
         out = sbx.commands.run(f"curl -sS --max-time 10 http://allowed.test:{a}/sdk").stdout
         assert out.startswith("hello from allowed /sdk"), out
         assert sbx.set_network("open") == {"mode": "open", "allow": []}
+        assert sbx.get_host(8000) == f"8000-{sbx.sandbox_id}.localhost:{d.port}"
+    finally:
+        sbx.kill()
+    # Secrets through the SDK.
+    port = net["tls"].port
+    sbx = Sandbox.create(network="allowlist", allow=["api.test", "127.0.0.2"],
+                         secrets=[{"name": "SDK_KEY", "value": "sdk-secret-value-1", "hosts": ["api.test"]}],
+                         api_key=d.admin_key, url=f"http://127.0.0.1:{d.port}")
+    try:
+        out = sbx.commands.run(f'curl -sS --max-time 10 -H "X-Key: $SDK_KEY" https://api.test:{port}/').stdout
+        assert json.loads(out)["x-key"] == "sdk-secret-value-1"
+        assert "sdk-secret-value-1" not in sbx.commands.run("env").stdout
     finally:
         sbx.kill()

@@ -1,5 +1,6 @@
 """Sandboxes of corrald: create, connect, list, kill."""
 import functools
+import urllib.parse
 
 from ._http import Transport
 from .code import CodeInterpreter
@@ -70,7 +71,8 @@ class Sandbox:
 
     @classmethod
     def create(cls, template="base", timeout=300, metadata=None, envs=None, memory_mb=None, cpus=None,
-               pids=None, disk_mb=None, network=None, allow=None, api_key=None, url=None, request_timeout=60.0):
+               pids=None, disk_mb=None, network=None, allow=None, secrets=None, api_key=None, url=None,
+               request_timeout=60.0):
         """Start a new sandbox and return it.
 
         :param template: only ``"base"`` today.
@@ -82,6 +84,9 @@ class Sandbox:
         :param network: egress mode, ``"none"`` (default), ``"allowlist"`` or ``"open"``;
             ``allow`` its rules (``"pypi.org"``, ``"*.example.com"``, ``"host:443"``,
             ``"10.0.0.0/8"``); see :meth:`set_network`.
+        :param secrets: ``[{"name", "value", "hosts": [...], "header"?, "format"?}]``: values
+            that stay in corrald's proxy; the sandbox's variable ``name`` holds a placeholder
+            that the proxy replaces only in requests to ``hosts`` (needs ``network``).
         :param request_timeout: socket timeout of ordinary API calls, in seconds.
         :raises QuotaExceededError: the tenant is at its quota.
         :raises InvalidArgumentError: a limit is out of range.
@@ -100,6 +105,8 @@ class Sandbox:
             body["limits"] = limits
         if network is not None or allow:
             body["network"] = {"mode": network or "allowlist", "allow": list(allow or [])}
+        if secrets:
+            body["secrets"] = [dict(s) for s in secrets]
         d = t.call("POST", "/v1/sandboxes", json=body, timeout=None)
         return cls(d["id"], t, SandboxInfo.from_json(d))
 
@@ -148,6 +155,14 @@ class Sandbox:
                          json={"timeout_s": int(seconds)})
         self._info = SandboxInfo.from_json(d) if d else None
         return self._info
+
+    def get_host(self, port):
+        """``{port}-{id}.localhost:{corrald's port}``: the Host-routed address of a server
+        listening on ``port`` in the sandbox (E2B's ``getHost``); send the API key with it
+        unless the port was made public (see docs/api.md, Ports)."""
+        netloc = urllib.parse.urlsplit(self._t.url).netloc if self._t.url.startswith("http") else "localhost:7070"
+        port_part = netloc.rsplit(":", 1)[1] if ":" in netloc else "80"
+        return f"{int(port)}-{self._id}.localhost:{port_part}"
 
     @_class_or_instance
     def set_network(self, mode, allow=None):
