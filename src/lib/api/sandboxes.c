@@ -75,8 +75,9 @@ int sandbox_running_or_fail(struct req *r, struct sbx_ref *ref)
     return 1;
   if (sandbox_visible(r, r->params[0], &rec) < 0)
     return 0;
-  api_fail(r, 409, "sandbox_not_running", "sandbox `%s` is not running (%s)", rec.id,
-           rec.end_reason ? rec.end_reason : "ending");
+  /* E2B's clients take a sandbox that is gone from its edge's 502. */
+  api_fail(r, r->dialect == API_CORRAL ? 409 : 502, "sandbox_not_running", "sandbox `%s` is not running (%s)",
+           rec.id, rec.end_reason ? rec.end_reason : "ending");
   corral_sandbox_rec_release(&rec);
   return 0;
 }

@@ -130,7 +130,11 @@ int e2b_authenticate(struct req *r)
       return gone(r);
     }
   r->tenant = strdup(rec.tenant);
-  bool running = strcmp(rec.state, "running") == 0;
+  struct sbx_ref ref;
+  /* The registry knows first that a sandbox is ending. */
+  bool running = strcmp(rec.state, "running") == 0 && registry_get(r->d, rec.id, rec.tenant, true, &ref) == 1;
+  if (running)
+    json_decref(ref.env);
   corral_sandbox_rec_release(&rec);
   if (!r->tenant)
     return api_fail(r, 500, "internal", "out of memory"), -1;
