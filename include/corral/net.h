@@ -213,6 +213,19 @@ int corral_proxy_secret_placeholder(corral_proxy_t *p, const char *sandbox_id, c
  * the id is unknown, ENODATA if no secrets were ever attached. */
 int corral_proxy_ca_pem(corral_proxy_t *p, const char *sandbox_id, char **pem, corral_error_t *err);
 
+/* ---- what a sandbox is given ---- */
+
+/* Where the proxy listens, on the sandbox's own loopback. */
+#define CORRAL_NET_HTTP_PORT 3128
+#define CORRAL_NET_SOCKS_PORT 1080
+/* "K=V" variables that point programs at those (NULL-terminated). */
+extern const char *const corral_net_proxy_env[];
+/* Variables TLS clients read for the CAs they trust: each names the bundle
+ * of corral_net_ca_bundle() inside the sandbox (NULL-terminated). */
+extern const char *const corral_net_ca_env[];
+/* The host's CAs followed by pem (malloc'd, *len its size), or NULL. */
+char *corral_net_ca_bundle(const char *pem, size_t *len);
+
 /* ---- DNS inside sandboxes (see docs/network.md, "DNS") ----
  *
  * A responder for UDP sockets the caller made on each sandbox's

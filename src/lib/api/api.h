@@ -199,6 +199,10 @@ int sandbox_visible(struct req *r, const char *id, corral_sandbox_rec_t *rec); /
 int sandbox_kill(struct req *r, const char *id);
 int sandbox_set_timeout(struct req *r, const char *id, uint64_t timeout_s, corral_sandbox_rec_t *rec);
 json_t *sandbox_json(const corral_sandbox_rec_t *rec);
+/* A JSON column of a record, or dflt (stolen) when absent or not JSON. */
+json_t *loads_or(const char *s, json_t *dflt);
+/* Does a record's metadata hold every key/value of want? */
+bool metadata_matches(const char *metadata_json, json_t *want);
 bool template_is_base(const char *name);
 /* For routes that need a running sandbox: 1 with ref filled, or 0 after
  * responding 404 / 409. */
@@ -215,6 +219,20 @@ int route_file_put_begin(struct req *r);             /* first call: open the upl
 int route_file_put_data(struct req *r, const char *data, size_t len);
 int route_file_put(struct req *r);                   /* last call: finish */
 void file_upload_free(struct req *r);
+/* A file written in a sandbox through its agent: open (the agent has
+ * created it), write, close (its verdict and size), release (always). */
+struct agent_file
+{
+  int fd;
+  uint8_t *buf;
+  size_t cap;
+  char *path;
+};
+int agent_file_open(struct agent_file *w, const struct sbx_ref *ref, const char *path, unsigned mode, json_t *meta,
+                    corral_error_t *err);
+int agent_file_write(struct agent_file *w, const void *data, size_t len, corral_error_t *err);
+int agent_file_close(struct agent_file *w, uint64_t *size, corral_error_t *err);
+void agent_file_release(struct agent_file *w);
 int route_file_list(struct req *r);
 int route_file_stat(struct req *r);
 int route_file_mkdir(struct req *r);

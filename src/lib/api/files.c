@@ -157,22 +157,77 @@ int route_file_get(struct req *r)
 
 /* ---- upload: the body goes to the agent as it arrives ---- */
 
+/* A file being written through the agent (FWRITE, DATA..., END): shared by
+ * this route, E2B's /files and corrald's own files (network.c). */
+int agent_file_open(struct agent_file *w, const struct sbx_ref *ref, const char *path, unsigned mode, json_t *meta,
+                    corral_error_t *err)
+{
+  struct corral__frame f;
+  struct corral__msg m;
+  const char *k;
+  json_t *v;
+  memset(w, 0, sizeof(*w));
+  w->path = strdup(path);
+  corral__frame_init(&f, CORRAL__REQ_FWRITE);
+  corral__frame_add_str(&f, CORRAL__T_PATH, path);
+  corral__frame_add_u64(&f, CORRAL__T_MODE, mode);
+  json_object_foreach(meta, k, v)
+    {
+      char kv[1024];
+      snprintf(kv, sizeof(kv), "%s=%s", k, json_string_value(v));
+      corral__frame_add_str(&f, CORRAL__T_META, kv);
+    }
+  w->fd = agent_request(ref, &f, err);
+  if (w->fd < 0)
+    return -1;
+  return first_reply(w->fd, &w->buf, &w->cap, &m, err);
+}
+
+int agent_file_write(struct agent_file *w, const void *data, size_t len, corral_error_t *err)
+{
+  for (size_t off = 0; off < len; off += BLOCK)
+    if (corral__send_data(w->fd, CORRAL__M_DATA, (const char *) data + off, len - off < BLOCK ? len - off : BLOCK) < 0)
+      return corral_error_set(err, errno, "write `%s`", w->path);
+  return 0;
+}
+
+/* The agent's verdict says why a write failed (no space, ...), even when
+ * our last data could not be sent. */
+int agent_file_close(struct agent_file *w, uint64_t *size, corral_error_t *err)
+{
+  struct corral__frame f;
+  struct corral__msg m;
+  corral__frame_init(&f, CORRAL__M_END);
+  corral__frame_send(w->fd, &f);
+  if (first_reply(w->fd, &w->buf, &w->cap, &m, err) < 0)
+    return -1;
+  if (size)
+    corral__msg_u64(&m, CORRAL__T_SIZE, size);
+  return 0;
+}
+
+void agent_file_release(struct agent_file *w)
+{
+  if (w->fd >= 0)
+    close(w->fd);
+  w->fd = -1;
+  free(w->buf);
+  free(w->path);
+  w->buf = NULL;
+  w->path = NULL;
+}
+
 struct upload
 {
-  int fd;
-  uint8_t *buf;
-  size_t cap;
+  struct agent_file w;
   bool failed;
-  char *path, sandbox[32];
+  char sandbox[32];
 };
 
 void file_upload_free(struct req *r)
 {
   struct upload *u = r->upload;
-  if (u->fd >= 0)
-    close(u->fd);
-  free(u->buf);
-  free(u->path);
+  agent_file_release(&u->w);
   free(u);
   r->upload = NULL;
 }
@@ -180,8 +235,7 @@ void file_upload_free(struct req *r)
 int route_file_put_begin(struct req *r)
 {
   struct sbx_ref ref;
-  struct corral__frame f;
-  struct corral__msg m;
+  corral_error_t err = NULL;
   const char *path = path_arg(r), *mode_s = api_query(r, "mode");
   unsigned long mode = 0644;
   if (!path)
@@ -199,52 +253,43 @@ int route_file_put_begin(struct req *r)
   struct upload *u = calloc(1, sizeof(*u));
   if (!u)
     return api_fail(r, 500, "internal", "out of memory");
-  u->path = strdup(path);
   snprintf(u->sandbox, sizeof(u->sandbox), "%s", ref.id);
-  corral__frame_init(&f, CORRAL__REQ_FWRITE);
-  corral__frame_add_str(&f, CORRAL__T_PATH, path);
-  corral__frame_add_u64(&f, CORRAL__T_MODE, mode);
   r->upload = u;
-  u->fd = file_request(r, &ref, &f, &u->buf, &u->cap, &m, "write");
+  if (agent_file_open(&u->w, &ref, path, (unsigned) mode, NULL, &err) < 0)
+    {
+      /* The agent's messages already name the operation and the path. */
+      api_fail_err(r, err, NULL);
+      corral_error_release(&err);
+      agent_file_release(&u->w);
+    }
   return MHD_YES;
 }
 
 int route_file_put_data(struct req *r, const char *data, size_t len)
 {
   struct upload *u = r->upload;
-  if (!u || u->fd < 0 || u->failed)
+  if (!u || u->w.fd < 0 || u->failed)
     return MHD_YES;
-  for (size_t off = 0; off < len; off += BLOCK)
-    if (corral__send_data(u->fd, CORRAL__M_DATA, data + off, len - off < BLOCK ? len - off : BLOCK) < 0)
-      {
-        u->failed = true;
-        break;
-      }
+  u->failed = agent_file_write(&u->w, data, len, NULL) < 0;
   return MHD_YES;
 }
 
 int route_file_put(struct req *r)
 {
   struct upload *u = r->upload;
-  struct corral__frame f;
-  struct corral__msg m;
   corral_error_t err = NULL;
   uint64_t size = 0;
-  if (!u || u->fd < 0)
+  if (!u || u->w.fd < 0)
     return api_fail(r, 500, "internal", "the upload was not opened");
-  corral__frame_init(&f, CORRAL__M_END);
-  corral__frame_send(u->fd, &f);
-  /* The agent's verdict says why a write failed (no space, ...). */
-  if (first_reply(u->fd, &u->buf, &u->cap, &m, &err) < 0)
+  if (agent_file_close(&u->w, &size, &err) < 0)
     {
       api_fail_err(r, err, "write");
       corral_error_release(&err);
       return MHD_YES;
     }
-  corral__msg_u64(&m, CORRAL__T_SIZE, &size);
   api_audit(r->d, json_pack("{s:s, s:s, s:s, s:s, s:I}", "action", "file.write", "tenant", r->tenant, "sandbox",
-                            u->sandbox, "path", u->path, "size", (json_int_t) size));
-  return api_json(r, 201, json_pack("{s:s, s:I}", "path", u->path, "size", (json_int_t) size));
+                            u->sandbox, "path", u->w.path, "size", (json_int_t) size));
+  return api_json(r, 201, json_pack("{s:s, s:I}", "path", u->w.path, "size", (json_int_t) size));
 }
 
 /* ---- metadata operations ---- */

@@ -12,18 +12,6 @@
 #include "api.h"
 #include "../isolate/isolate.h"
 
-#define HTTP_PORT 3128
-#define SOCKS_PORT 1080
-
-/* The variables that point programs at the proxy (curl, pip, npm, git,
- * requests, node's fetch with a proxy agent...). */
-static const char *const proxy_env[][2] = {
-  { "HTTP_PROXY", "http://127.0.0.1:3128" },     { "HTTPS_PROXY", "http://127.0.0.1:3128" },
-  { "http_proxy", "http://127.0.0.1:3128" },     { "https_proxy", "http://127.0.0.1:3128" },
-  { "ALL_PROXY", "socks5h://127.0.0.1:1080" },   { "all_proxy", "socks5h://127.0.0.1:1080" },
-  { "NO_PROXY", "localhost,127.0.0.1,::1" },     { "no_proxy", "localhost,127.0.0.1,::1" },
-};
-
 static void on_connection(void *cls, const char *sandbox, const char *record)
 {
   struct daemon *d = cls;
@@ -85,7 +73,7 @@ int network_decode(json_t *v, corral_net_policy_t **out, char *why, size_t why_s
 /* Listeners in the sandbox and a place in the proxy, once per sandbox. */
 static int attach(struct daemon *d, const char *id, corral_net_policy_t *policy, corral_error_t *err)
 {
-  static const uint16_t ports[2] = { HTTP_PORT, SOCKS_PORT };
+  static const uint16_t ports[2] = { CORRAL_NET_HTTP_PORT, CORRAL_NET_SOCKS_PORT };
   int fds[2];
   pid_t pid = registry_pid(d, id);
   if (pid <= 0)
@@ -109,8 +97,11 @@ static int attach(struct daemon *d, const char *id, corral_net_policy_t *policy,
       corral_error_release(err);
     }
   json_t *vars = json_object();
-  for (size_t i = 0; i < sizeof(proxy_env) / sizeof(*proxy_env); i++)
-    json_object_set_new(vars, proxy_env[i][0], json_string(proxy_env[i][1]));
+  for (const char *const *kv = corral_net_proxy_env; *kv; kv++)
+    {
+      size_t k = strcspn(*kv, "=");
+      json_object_setn_new(vars, *kv, k, json_string(*kv + k + 1));
+    }
   registry_add_env(d, id, vars);
   json_decref(vars);
   return 0;
@@ -246,30 +237,15 @@ static int put_file(struct daemon *d, const char *id, const char *path, const ch
                     corral_error_t *err)
 {
   struct sbx_ref ref;
-  struct corral__frame f;
-  struct corral__msg m;
-  uint8_t *buf = NULL;
-  size_t cap = 0;
+  struct agent_file w;
   if (registry_ref(d, id, &ref) != 1)
     return corral_error_set(err, ESRCH, "sandbox `%s` is not running", id);
   json_decref(ref.env);
-  corral__frame_init(&f, CORRAL__REQ_FWRITE);
-  corral__frame_add_str(&f, CORRAL__T_PATH, path);
-  corral__frame_add_u64(&f, CORRAL__T_MODE, 0644);
-  int fd = agent_request(&ref, &f, err), r = -1;
-  if (fd < 0)
-    return -1;
-  if (corral__frame_recv(fd, &buf, &cap, &m, 30000) == 1 && m.type == CORRAL__R_OK
-      && corral__send_data(fd, CORRAL__M_DATA, data, len) == 0)
-    {
-      corral__frame_init(&f, CORRAL__M_END);
-      if (corral__frame_send(fd, &f) == 0 && corral__frame_recv(fd, &buf, &cap, &m, 30000) == 1)
-        r = m.type == CORRAL__R_ERROR ? agent_error(&m, err) : 0;
-    }
-  if (r < 0 && !*err)
-    corral_error_set(err, EIO, "write `%s` in the sandbox", path);
-  free(buf);
-  close(fd);
+  int r = agent_file_open(&w, &ref, path, 0644, NULL, err) < 0 || agent_file_write(&w, data, len, err) < 0
+              || agent_file_close(&w, NULL, err) < 0
+              ? -1
+              : 0;
+  agent_file_release(&w);
   return r;
 }
 
@@ -279,31 +255,18 @@ static int put_file(struct daemon *d, const char *id, const char *path, const ch
  * host's CAs and the sandbox's, named by the variables TLS clients read. */
 static int install_ca(struct daemon *d, const char *id, json_t *vars, corral_error_t *err)
 {
-  char *pem = NULL, *bundle = NULL;
+  char *pem = NULL, *bundle;
   size_t size = 0;
   if (corral_proxy_ca_pem(d->proxy, id, &pem, err) < 0)
     return -1;
-  FILE *m = open_memstream(&bundle, &size), *sys = fopen("/etc/ssl/certs/ca-certificates.crt", "re");
-  if (m)
-    {
-      char chunk[8192];
-      size_t n;
-      while (sys && (n = fread(chunk, 1, sizeof(chunk), sys)) > 0)
-        fwrite(chunk, 1, n, m);
-      fputs(pem, m);
-      fclose(m);
-    }
-  if (sys)
-    fclose(sys);
+  bundle = corral_net_ca_bundle(pem, &size);
   int r = bundle ? put_file(d, id, CA_BUNDLE, bundle, size, err) : corral_error_set(err, ENOMEM, "CA bundle");
   if (r == 0)
     r = put_file(d, id, "/home/user/.corral/ca.pem", pem, strlen(pem), err);
   free(bundle);
   free(pem);
-  static const char *const names[] = { "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO",
-                                       "PIP_CERT" };
-  for (size_t i = 0; r == 0 && i < sizeof(names) / sizeof(*names); i++)
-    json_object_set_new(vars, names[i], json_string(CA_BUNDLE));
+  for (const char *const *name = corral_net_ca_env; r == 0 && *name; name++)
+    json_object_set_new(vars, *name, json_string(CA_BUNDLE));
   if (r == 0)
     json_object_set_new(vars, "NODE_EXTRA_CA_CERTS", json_string("/home/user/.corral/ca.pem"));
   return r;

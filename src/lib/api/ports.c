@@ -8,7 +8,6 @@
  * public. */
 #define _GNU_SOURCE
 #include <ctype.h>
-#include <openssl/crypto.h>
 #include <http_parser.h>
 #include <poll.h>
 #include <stdio.h>
@@ -492,16 +491,11 @@ int route_port_forward(struct req *r)
  * an API key as usual. */
 int ports_authenticate(struct req *r)
 {
-  char tenant[128], want[65];
+  char tenant[128];
   uint16_t port;
-  const char *t = api_header(r, "X-Access-Token");
-  if (!t)
-    t = api_header(r, "E2B-Traffic-Access-Token");
   if (!r->params[0] || !parse_port(r->params[1], &port))
     return 0;
-  e2b_access_token(r->d, r->params[0], want);
-  bool token_ok = t && strlen(t) == 64 && CRYPTO_memcmp(t, want, 64) == 0;
-  if (!token_ok && !ports_is_public(r->d, r->params[0], port))
+  if (e2b_token_check(r, r->params[0]) != 1 && !ports_is_public(r->d, r->params[0], port))
     return 0;
   registry_tenant(r->d, r->params[0], tenant, sizeof(tenant));
   if (!tenant[0])

@@ -19,7 +19,7 @@ void sandbox_new_id(char *buf, size_t size)
   buf[n] = '\0';
 }
 
-static json_t *loads_or(const char *s, json_t *dflt)
+json_t *loads_or(const char *s, json_t *dflt)
 {
   json_error_t je;
   json_t *v = s ? json_loads(s, 0, &je) : NULL;
@@ -279,7 +279,7 @@ static enum MHD_Result collect_filter(void *cls, enum MHD_ValueKind kind, const 
   return MHD_YES;
 }
 
-static bool metadata_matches(const char *metadata_json, json_t *want)
+bool metadata_matches(const char *metadata_json, json_t *want)
 {
   const char *k;
   json_t *v;

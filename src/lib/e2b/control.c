@@ -7,18 +7,11 @@
 #include <unistd.h>
 #include "e2b.h"
 
-static json_t *loads_object(const char *s)
-{
-  json_error_t je;
-  json_t *v = s ? json_loads(s, 0, &je) : NULL;
-  return json_is_object(v) ? v : (json_decref(v), json_object());
-}
-
 /* The fields every E2B sandbox object shares. */
 static json_t *e2b_json(struct req *r, const corral_sandbox_rec_t *rec, bool detail)
 {
   char token[65], started[40], end[40];
-  json_t *limits = loads_object(rec->limits_json), *cpus = json_object_get(limits, "cpus");
+  json_t *limits = loads_or(rec->limits_json, json_object()), *cpus = json_object_get(limits, "cpus");
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   api_time(rec->created_ms, started, sizeof(started));
   api_time(rec->expires_ms, end, sizeof(end));
@@ -27,7 +20,7 @@ static json_t *e2b_json(struct req *r, const corral_sandbox_rec_t *rec, bool det
                         "envdVersion", E2B_ENVD_VERSION, "startedAt", started, "endAt", end, "cpuCount",
                         (json_int_t) (json_is_number(cpus) ? (json_number_value(cpus) + 0.999) : ncpu > 0 ? ncpu : 1),
                         "memoryMB", json_object_get(limits, "memory_mb"), "diskSizeMB",
-                        json_object_get(limits, "disk_mb"), "metadata", loads_object(rec->metadata_json));
+                        json_object_get(limits, "disk_mb"), "metadata", loads_or(rec->metadata_json, json_object()));
   json_object_set_new(o, "state", json_string(strcmp(rec->state, "running") == 0 ? "running" : "killed"));
   if (detail)
     {
@@ -246,19 +239,6 @@ static json_t *metadata_filter(const char *q)
   return want;
 }
 
-static bool matches(const corral_sandbox_rec_t *rec, json_t *want)
-{
-  const char *k;
-  json_t *v;
-  json_t *have = loads_object(rec->metadata_json);
-  bool ok = true;
-  json_object_foreach(want, k, v)
-    if (!json_equal(json_object_get(have, k), v))
-      ok = false;
-  json_decref(have);
-  return ok;
-}
-
 static int list(struct req *r, bool paged)
 {
   corral_error_t err = NULL;
@@ -281,7 +261,7 @@ static int list(struct req *r, bool paged)
   bool more = false;
   for (size_t i = 0; i < n; i++)
     {
-      if (strcmp(recs[i].tenant, POOL_TENANT) == 0 || !matches(&recs[i], want) || seen++ < skip)
+      if (strcmp(recs[i].tenant, POOL_TENANT) == 0 || !metadata_matches(recs[i].metadata_json, want) || seen++ < skip)
         continue;
       if (json_array_size(arr) == limit)
         {

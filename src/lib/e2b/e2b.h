@@ -50,6 +50,10 @@ int e2b_authenticate(struct req *r);
 /* The access token of a sandbox: hex HMAC-SHA256 of its id under the
  * daemon's token secret, so that it needs no storage and survives restarts. */
 void e2b_access_token(struct daemon *d, const char *sandbox, char out[65]);
+/* The token the request presents (X-Access-Token, else
+ * E2B-Traffic-Access-Token) against sandbox's: 1 it matches, 0 none given,
+ * -1 a wrong one. */
+int e2b_token_check(struct req *r, const char *sandbox);
 
 /* ---- connect.c: the Connect protocol (JSON codec) ---- */
 /* The request message: the body of a unary call, or the first enveloped

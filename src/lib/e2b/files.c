@@ -9,7 +9,6 @@
 #include "e2b.h"
 #include "../common/utils.h"
 
-#define BLOCK (256u << 10)
 #define MAX_FILES 1000
 
 int e2b_files_get(struct req *r)
@@ -19,82 +18,13 @@ int e2b_files_get(struct req *r)
   return route_file_get(r);
 }
 
-/* ---- one file going to the agent ---- */
-
-struct sink
-{
-  int fd;
-  uint8_t *buf;
-  size_t cap;
-  char *path;
-};
-
-static int sink_open(struct sink *s, const struct sbx_ref *ref, const char *path, json_t *meta, corral_error_t *err)
-{
-  struct corral__frame f;
-  struct corral__msg m;
-  memset(s, 0, sizeof(*s));
-  s->path = strdup(path);
-  corral__frame_init(&f, CORRAL__REQ_FWRITE);
-  corral__frame_add_str(&f, CORRAL__T_PATH, path);
-  corral__frame_add_u64(&f, CORRAL__T_MODE, 0644);
-  const char *k;
-  json_t *v;
-  json_object_foreach(meta, k, v)
-    {
-      char kv[1024];
-      snprintf(kv, sizeof(kv), "%s=%s", k, json_string_value(v));
-      corral__frame_add_str(&f, CORRAL__T_META, kv);
-    }
-  s->fd = agent_request(ref, &f, err);
-  if (s->fd < 0)
-    return -1;
-  if (corral__frame_recv(s->fd, &s->buf, &s->cap, &m, 30000) != 1)
-    return corral_error_set(err, EIO, "the sandbox agent did not answer");
-  if (m.type == CORRAL__R_ERROR)
-    return agent_error(&m, err);
-  return 0;
-}
-
-static int sink_write(struct sink *s, const void *data, size_t len, corral_error_t *err)
-{
-  for (size_t off = 0; off < len; off += BLOCK)
-    if (corral__send_data(s->fd, CORRAL__M_DATA, (const char *) data + off, len - off < BLOCK ? len - off : BLOCK) < 0)
-      return corral_error_set(err, errno, "write `%s`", s->path);
-  return 0;
-}
-
-/* End the file; the agent's verdict says why a write failed. */
-static int sink_close(struct sink *s, corral_error_t *err)
-{
-  struct corral__frame f;
-  struct corral__msg m;
-  corral__frame_init(&f, CORRAL__M_END);
-  if (corral__frame_send(s->fd, &f) < 0 || corral__frame_recv(s->fd, &s->buf, &s->cap, &m, 30000) != 1)
-    return corral_error_set(err, EIO, "write `%s`: the sandbox agent did not answer", s->path);
-  if (m.type == CORRAL__R_ERROR)
-    return agent_error(&m, err);
-  return 0;
-}
-
-static void sink_release(struct sink *s)
-{
-  if (s->fd > 0)
-    close(s->fd);
-  s->fd = -1;
-  free(s->buf);
-  free(s->path);
-  s->buf = NULL;
-  s->path = NULL;
-}
-
 /* ---- the upload ---- */
 
 struct upload
 {
   struct sbx_ref ref;
   struct MHD_PostProcessor *pp;
-  struct sink cur;
+  struct agent_file cur;
   bool open, gzip, gzip_started;
   z_stream z;
   const char *query_path;
@@ -123,9 +53,9 @@ static void finish_file(struct upload *u)
   if (!u->open)
     return;
   u->open = false;
-  if (!u->err && sink_close(&u->cur, &u->err) == 0)
+  if (!u->err && agent_file_close(&u->cur, NULL, &u->err) == 0)
     json_array_append_new(u->written, written_entry(u->cur.path, u->meta));
-  sink_release(&u->cur);
+  agent_file_release(&u->cur);
 }
 
 static void start_file(struct upload *u, const char *path)
@@ -143,9 +73,9 @@ static void start_file(struct upload *u, const char *path)
       corral_error_set(&u->err, E2BIG, "at most %d files per upload", MAX_FILES);
       return;
     }
-  if (sink_open(&u->cur, &u->ref, path, u->meta, &u->err) < 0)
+  if (agent_file_open(&u->cur, &u->ref, path, 0644, u->meta, &u->err) < 0)
     {
-      sink_release(&u->cur);
+      agent_file_release(&u->cur);
       return;
     }
   u->open = true;
@@ -154,7 +84,7 @@ static void start_file(struct upload *u, const char *path)
 static void file_data(struct upload *u, const char *data, size_t len)
 {
   if (!u->err && u->open && len)
-    sink_write(&u->cur, data, len, &u->err);
+    agent_file_write(&u->cur, data, len, &u->err);
 }
 
 static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
@@ -204,7 +134,7 @@ static void upload_free(struct req *r)
   if (u->pp)
     MHD_destroy_post_processor(u->pp);
   if (u->open)
-    sink_release(&u->cur);
+    agent_file_release(&u->cur);
   if (u->gzip_started)
     inflateEnd(&u->z);
   json_decref(u->written);

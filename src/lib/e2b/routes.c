@@ -100,10 +100,16 @@ void e2b_access_token(struct daemon *d, const char *sandbox, char out[65])
     sprintf(out + 2 * i, "%02x", mac[i]);
 }
 
-static const char *presented_token(struct req *r)
+int e2b_token_check(struct req *r, const char *sandbox)
 {
+  char want[65];
   const char *t = api_header(r, "X-Access-Token");
-  return t && *t ? t : api_header(r, "E2B-Traffic-Access-Token");
+  if (!t || !*t)
+    t = api_header(r, "E2B-Traffic-Access-Token");
+  if (!t || !*t)
+    return 0;
+  e2b_access_token(r->d, sandbox, want);
+  return strlen(t) == 64 && CRYPTO_memcmp(t, want, 64) == 0 ? 1 : -1;
 }
 
 /* E2B's edge answers 502 for a sandbox that is gone; the SDKs turn that
@@ -115,14 +121,12 @@ static int gone(struct req *r)
 
 int e2b_authenticate(struct req *r)
 {
-  char want[65];
   corral_sandbox_rec_t rec;
   corral_error_t err = NULL;
-  const char *t = presented_token(r);
-  if (!t || !*t)
+  int token = e2b_token_check(r, r->params[0]);
+  if (token == 0)
     return 0;
-  e2b_access_token(r->d, r->params[0], want);
-  if (strlen(t) != 64 || CRYPTO_memcmp(t, want, 64) != 0)
+  if (token < 0)
     return api_fail(r, 401, "unauthorized", "the access token does not match sandbox `%s`", r->params[0]), -1;
   if (corral_store_sandbox_get(r->d->store, r->params[0], &rec, &err) < 0)
     {

@@ -70,13 +70,9 @@ static void build_env(const corral_config_t *cfg, char **envp, size_t cap)
   envp[n++] = cfg->as_root ? root : user;
   /* Where the egress proxy listens (run_proxy); the caller's env may
    * still override these. */
-  static char *const proxy[] = { "HTTP_PROXY=http://127.0.0.1:3128", "HTTPS_PROXY=http://127.0.0.1:3128",
-                                 "http_proxy=http://127.0.0.1:3128", "https_proxy=http://127.0.0.1:3128",
-                                 "ALL_PROXY=socks5h://127.0.0.1:1080", "all_proxy=socks5h://127.0.0.1:1080",
-                                 "NO_PROXY=localhost,127.0.0.1,::1", "no_proxy=localhost,127.0.0.1,::1" };
   if (cfg->network && strcmp(cfg->network, "none") != 0)
-    for (size_t i = 0; i < sizeof(proxy) / sizeof(*proxy) && n + 1 < cap; i++)
-      envp[n++] = proxy[i];
+    for (const char *const *kv = corral_net_proxy_env; *kv && n + 1 < cap; kv++)
+      envp[n++] = (char *) *kv;
   for (size_t i = 0; cfg->env[i] && n + 1 < cap; i++)
     {
       size_t klen = strcspn(cfg->env[i], "=") + 1;
@@ -391,7 +387,7 @@ static void run_audit(void *cls, const char *sandbox, const char *record)
  * sandbox's own loopback; the sandbox has no other way out. */
 static int run_proxy(struct supervise *s, const corral_config_t *cfg, corral_error_t *err)
 {
-  static const uint16_t ports[2] = { 3128, 1080 };
+  static const uint16_t ports[2] = { CORRAL_NET_HTTP_PORT, CORRAL_NET_SOCKS_PORT };
   corral_net_policy_t *policy = NULL;
   int fds[2];
   if (corral__config_policy(cfg, &policy, err) < 0 || !policy)

@@ -32,21 +32,13 @@ int corral__run_secrets_prepare(corral_config_t *cfg, char path[64], corral_erro
 
 static int write_bundle(const char *path, const char *pem, corral_error_t *err)
 {
-  FILE *out = fopen(path, "we"), *sys = fopen("/etc/ssl/certs/ca-certificates.crt", "re");
-  char chunk[8192];
-  size_t n;
-  if (!out)
-    {
-      if (sys)
-        fclose(sys);
-      return corral_error_set(err, errno, "write the CA bundle");
-    }
-  while (sys && (n = fread(chunk, 1, sizeof(chunk), sys)) > 0)
-    fwrite(chunk, 1, n, out);
-  if (sys)
-    fclose(sys);
-  fputs(pem, out);
-  return fclose(out) == 0 ? 0 : corral_error_set(err, errno, "write the CA bundle");
+  size_t len = 0;
+  char *bundle = corral_net_ca_bundle(pem, &len);
+  if (!bundle)
+    return corral_error_set(err, ENOMEM, "CA bundle");
+  int r = corral__write_file(path, bundle, len, err);
+  free(bundle);
+  return r < 0 ? corral_error_wrap(err, "write the CA bundle") : 0;
 }
 
 static int send_env(int sock, const char *k, const char *v)
@@ -85,10 +77,9 @@ int corral__run_secrets_apply(corral_proxy_t *p, const corral_config_t *cfg, con
     }
   if (r == 0 && (r = corral_proxy_ca_pem(p, "run", &pem, err)) == 0 && (r = write_bundle(ca_path, pem, err)) == 0)
     {
-      static const char *const names[] = { "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
-                                           "GIT_SSL_CAINFO", "PIP_CERT", "NODE_EXTRA_CA_CERTS" };
-      for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++)
-        send_env(sock, names[i], CORRAL__CA_BUNDLE);
+      for (const char *const *name = corral_net_ca_env; *name; name++)
+        send_env(sock, *name, CORRAL__CA_BUNDLE);
+      send_env(sock, "NODE_EXTRA_CA_CERTS", CORRAL__CA_BUNDLE);
     }
   for (size_t i = 0; i < cfg->n_secrets; i++)
     free(copies[i]);
